@@ -1,0 +1,37 @@
+"""aiopar: run CPU-bound work on all cores without leaving the event loop."""
+
+from ._default import get_default_pool as get_default_pool
+from ._default import shutdown as shutdown
+from ._functions import amap as amap
+from ._functions import amap_chunks as amap_chunks
+from ._functions import gather as gather
+from ._functions import imap as imap
+from ._functions import remote as remote
+from ._functions import submit as submit
+from ._functions import tree_reduce as tree_reduce
+from ._pool import Pool as Pool
+from ._tasks import RemoteFunction as RemoteFunction
+from ._tasks import TaskRef as TaskRef
+from ._worker import worker_state as worker_state
+from .errors import AioparError as AioparError
+from .errors import RemoteError as RemoteError
+from .errors import WorkerCrashedError as WorkerCrashedError
+
+__all__ = [
+    "AioparError",
+    "Pool",
+    "RemoteError",
+    "RemoteFunction",
+    "TaskRef",
+    "WorkerCrashedError",
+    "amap",
+    "amap_chunks",
+    "gather",
+    "get_default_pool",
+    "imap",
+    "remote",
+    "shutdown",
+    "submit",
+    "tree_reduce",
+    "worker_state",
+]

@@ -1,0 +1,201 @@
+"""Cutting work into chunks, sizing them, and joining the answers.
+
+* :func:`split` cuts a numpy array (axis 0), a pandas DataFrame/Series (rows) or a
+  sequence (slices) into contiguous pieces. Pieces are views or slices, so cutting is
+  cheap enough for the event-loop thread; no trailing item is ever dropped.
+* :class:`ChunkSizer` picks the size of the next chunk of a map. With no ``chunksize``
+  given it sends one probe item per worker, measures how long an item takes in the
+  worker, and then sizes chunks to about :data:`TARGET_CHUNK_SECONDS` of work: one item
+  per chunk for slow functions, few large chunks for cheap ones.
+* :func:`combine` joins per-piece answers by the type of the first one.
+* :func:`take` pulls the next chunk of items from a sync or async iterator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+__all__ = ["ChunkSizer", "check_chunk_args", "combine", "split", "take"]
+
+#: How much work one chunk should carry once the cost of an item is known. Sending a
+#: chunk costs a few hundred microseconds; 50 ms keeps that overhead under 1 %.
+TARGET_CHUNK_SECONDS = 0.05
+
+
+def check_positive(name: str, value: object) -> None:
+    """Raise TypeError/ValueError unless ``value`` is None or an int >= 1."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}; use None for automatic")
+
+
+def check_chunk_args(chunks: int | None, chunksize: int | None) -> None:
+    """Validate ``chunks``/``chunksize`` of amap_chunks: each positive, not both."""
+    check_positive("chunks", chunks)
+    check_positive("chunksize", chunksize)
+    if chunks is not None and chunksize is not None:
+        raise ValueError(
+            f"give chunks (number of pieces) or chunksize (rows per piece), not both: "
+            f"got chunks={chunks}, chunksize={chunksize}"
+        )
+
+
+def _kind(data: object) -> str:
+    module = type(data).__module__.split(".")[0]
+    if module == "numpy" and hasattr(data, "shape"):
+        return "array"
+    if module == "pandas" and hasattr(data, "iloc"):
+        return "frame"
+    if isinstance(data, Sequence) or (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+        return "sequence"
+    raise TypeError(
+        f"amap_chunks() needs a numpy array, a pandas DataFrame/Series or a sequence as data, "
+        f"got {type(data).__name__}; for other iterables use amap() or imap()"
+    )
+
+
+def split(
+    data: Any, *, chunks: int | None, chunksize: int | None, workers: int
+) -> list[Any]:
+    """Cut ``data`` into contiguous pieces (views where possible); see module docstring.
+
+    Always returns at least one piece (an empty one for empty data), so the function
+    is called even on empty input and its answer sets the result type.
+    """
+    kind = _kind(data)
+    if kind == "array" and getattr(data, "ndim", 1) == 0:
+        raise ValueError("amap_chunks() cannot split a 0-d array; give an array with ndim >= 1")
+    length = len(data)
+    if chunksize is not None:
+        count = max(1, math.ceil(length / chunksize))
+    else:
+        count = chunks if chunks is not None else workers
+        count = max(1, min(count, length))
+    bounds = _bounds(length, count, chunksize)
+    if kind == "frame":
+        return [data.iloc[start:stop] for start, stop in bounds]
+    return [data[start:stop] for start, stop in bounds]
+
+
+def _bounds(length: int, count: int, chunksize: int | None) -> list[tuple[int, int]]:
+    if chunksize is not None:
+        return [(start, min(start + chunksize, length)) for start in range(0, max(length, 1), chunksize)]
+    base, extra = divmod(length, count)
+    bounds = []
+    start = 0
+    for index in range(count):
+        stop = start + base + (1 if index < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def combine(answers: list[Any], how: str | Callable[[list[Any]], Any] | None) -> Any:
+    """Join per-piece answers: ``"concat"`` by type of the first, None, or a callable."""
+    if how is None:
+        return answers
+    if callable(how):
+        return how(answers)
+    if how != "concat":
+        raise ValueError(f'combine must be "concat", None or a callable, got {how!r}')
+    first = answers[0]
+    module = type(first).__module__.split(".")[0]
+    if module == "numpy" and hasattr(first, "shape"):
+        import numpy as np
+
+        if getattr(first, "ndim", 0) == 0:
+            return np.stack(answers)
+        return np.concatenate(answers)
+    if module == "pandas" and hasattr(first, "iloc"):
+        import pandas as pd
+
+        return pd.concat(answers)
+    if isinstance(first, list | tuple | range):
+        return list(itertools.chain.from_iterable(answers))
+    raise TypeError(
+        f'combine="concat" cannot join answers of type {type(first).__name__}; '
+        "return arrays, frames or lists from the function, or pass combine=None to get "
+        "the list of answers, or a callable that joins them"
+    )
+
+
+def nbytes(value: Any) -> int:
+    """Rough size in bytes of an array or frame (0 for anything else)."""
+    size = getattr(value, "nbytes", None)
+    if isinstance(size, int):
+        return size
+    memory = getattr(value, "memory_usage", None)
+    if callable(memory):
+        try:
+            return int(memory(deep=False).sum())
+        except Exception:
+            return 0
+    return 0
+
+
+class ChunkSizer:
+    """Chooses how many items go into the next chunk of a map.
+
+    Args:
+        workers: number of workers the chunks are spread over.
+        chunksize: a fixed size, or None to adapt to the measured cost of an item.
+        length: number of items, when known.
+    """
+
+    def __init__(self, workers: int, chunksize: int | None, length: int | None) -> None:
+        self._workers = workers
+        self._fixed = chunksize
+        self._remaining = length
+        self._seconds_per_item: float | None = None
+        self._probes = 0
+
+    def ready(self) -> bool:
+        """False while probing: wait for a measurement before sending more chunks."""
+        return self._fixed is not None or self._seconds_per_item is not None or (
+            self._probes < self._workers
+        )
+
+    def next_size(self) -> int:
+        """Size of the next chunk (at least 1)."""
+        if self._fixed is not None:
+            size = self._fixed
+        elif self._seconds_per_item is None:
+            self._probes += 1
+            size = 1
+        else:
+            size = max(1, int(TARGET_CHUNK_SECONDS / max(self._seconds_per_item, 1e-9)))
+            if self._remaining is not None:
+                # Keep at least two chunks per worker for what is left, to balance.
+                size = min(size, max(1, math.ceil(self._remaining / (2 * self._workers))))
+        if self._remaining is not None:
+            self._remaining = max(0, self._remaining - size)
+        return size
+
+    def observe(self, items: int, seconds: float) -> None:
+        """Record that a chunk of ``items`` items took ``seconds`` in a worker."""
+        if self._fixed is not None or items == 0:
+            return
+        per_item = seconds / items
+        if self._seconds_per_item is None:
+            self._seconds_per_item = per_item
+        else:
+            self._seconds_per_item = 0.5 * (self._seconds_per_item + per_item)
+
+
+async def take(source: Iterator[Any] | AsyncIterator[Any], size: int) -> list[Any]:
+    """Up to ``size`` next items of a sync or async iterator (fewer at its end)."""
+    if isinstance(source, Iterator):
+        return list(itertools.islice(source, size))
+    chunk = []
+    for _ in range(size):
+        try:
+            chunk.append(await anext(source))
+        except StopAsyncIteration:
+            break
+    return chunk

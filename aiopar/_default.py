@@ -1,0 +1,61 @@
+"""The process-wide default pool behind the module-level functions.
+
+Made on first use, with default options, and kept for the life of the process: every
+event loop that comes after (each test's own loop in a test suite, asyncio, uvloop and
+trio alike) reuses its workers. Closed at interpreter exit, or by ``await shutdown()``,
+after which the next call makes a new one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+
+import anyio
+
+from ._pool import Pool
+
+__all__ = ["get_default_pool", "shutdown"]
+
+_lock = threading.Lock()
+_pool: Pool | None = None
+
+
+def get_default_pool() -> Pool:
+    """Return the process-wide default pool, making and opening it on first use."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            pool = Pool()
+            pool.open()
+            _pool = pool
+        return _pool
+
+
+def _take_pool() -> Pool | None:
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    return pool
+
+
+def _close_at_exit() -> None:
+    pool = _take_pool()
+    if pool is not None:
+        pool.close()
+
+
+async def shutdown() -> None:
+    """Close the default pool: cancel queued work, wait for running work, stop workers.
+
+    The next module-level call starts a new default pool. Explicit pools are not
+    affected.
+
+    Cancellation: shielded; the pool is closed even if the caller is cancelled.
+    """
+    pool = _take_pool()
+    if pool is not None:
+        await pool.aclose()
+
+
+atexit.register(_close_at_exit)

@@ -1,0 +1,358 @@
+"""Owning the executor: feeding it jobs, surviving crashes, killing on cancel.
+
+The path of one job::
+
+    event-loop thread                 dispatcher thread "aiopar-dispatch"     executor + workers
+    ─────────────────                 ───────────────────────────────────     ──────────────────
+    Dispatcher.submit(job) ─put──►  events ─► pending deque
+      (non-blocking)                     │ at most `limit` jobs in the executor
+                                         ├──► Executor.submit(run_job, slot, func, kind,
+                                         │                    Portable(payload))
+                                         │         pickled by the executor's feeder thread ─► worker:
+                                         │                                      writes its pid in
+                                         │                                      slots[slot], runs
+    job.future ◄── set_result ◄── "done" event ◄── done-callback (executor's manager thread)
+      │  a done-callback on job.future wakes the waiting event loop (see _waiting.py)
+
+Nothing here touches an event loop, so one dispatcher serves every loop and backend.
+
+Why a thread of our own, and not executor.submit() straight from the event loop:
+
+* Jobs wait in *our* queue, not the executor's, so a crash only fails the jobs that
+  were really in the executor; they are sorted out with the shared ``slots`` table (which
+  pid runs which job). The job whose worker died fails with WorkerCrashedError; every
+  other one is sent again to a new executor.
+* ``cancel="kill"`` knows the pid to terminate; a job cancelled before it starts is
+  marked in its slot and skipped by the worker.
+* Rebuilding the executor (and starting processes) blocks: it happens here, never on the
+  event-loop thread, and never inside an executor callback.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import itertools
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _worker
+from .errors import WorkerCrashedError
+
+__all__ = ["Dispatcher", "Job"]
+
+# After this many breakages in a row with no job to blame and no job finished, the
+# workers are dying by themselves (say, at start-up): fail the work instead of looping.
+_MAX_BREAKAGES_IN_A_ROW = 3
+
+_job_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Job:
+    """One unit of work for a worker: a task, a chunk of a map, a reduction step."""
+
+    func_blob: bytes
+    kind: str
+    payload: object
+    label: str
+    future: cf.Future[Any] = field(default_factory=cf.Future)
+    elapsed: float = 0.0  # seconds the worker spent computing, for chunk sizing
+    id: int = field(default_factory=lambda: next(_job_ids))
+    # Managed by the dispatcher thread only:
+    slot: int = -1
+    generation: int = -1
+    attempts: int = 0
+    exec_future: cf.Future[Any] | None = None
+    cancel_requested: bool = False
+
+
+@dataclass
+class _Crash:
+    pid: int
+    exitcode: int | None
+
+
+def _cancel_error(job: Job) -> cf.CancelledError:
+    return cf.CancelledError(f"{job.label} was cancelled")
+
+
+def _set_exception(future: cf.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        try:
+            future.set_exception(exc)
+        except cf.InvalidStateError:  # cancelled meanwhile
+            pass
+
+
+class Dispatcher:
+    """Feeds jobs to one executor from a background thread; see the module docstring.
+
+    Args:
+        workers: number of worker processes (or the parallelism of ``executor``).
+        mp_context: multiprocessing context of the process pool we own.
+        initializer_blob, initargs_blob: pickled ``initializer`` and ``initargs``.
+        max_tasks_per_child: passed to ProcessPoolExecutor.
+        executor: an executor to use instead of our own; not owned, not shut down, and
+            without crash pinning or kill support.
+        retries: how many times a job whose worker crashed is run again.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        mp_context: multiprocessing.context.BaseContext,
+        initializer_blob: bytes | None,
+        initargs_blob: bytes | None,
+        max_tasks_per_child: int | None,
+        executor: cf.Executor | None,
+        retries: int = 0,
+    ) -> None:
+        self._workers = workers
+        self._ctx = mp_context
+        self._init = (initializer_blob, initargs_blob)
+        self._max_tasks_per_child = max_tasks_per_child
+        self._owns_executor = executor is None
+        self._retries = retries
+        self._limit = 2 * workers
+        self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._pending: collections.deque[Job] = collections.deque()
+        self._inflight: set[Job] = set()
+        self._generation = 0
+        self._breakages_in_a_row = 0
+        self._closed = False
+        if self._owns_executor:
+            self._slots: Any = mp_context.RawArray("q", self._limit)  # type: ignore[attr-defined]
+            self._free_slots = list(range(self._limit))
+            self._executor: cf.Executor = self._new_executor()
+        else:
+            assert executor is not None
+            self._slots = None
+            self._free_slots = []
+            self._executor = executor
+        self._thread = threading.Thread(target=self._run, name="aiopar-dispatch", daemon=True)
+        self._thread.start()
+
+    # ── called from any thread ─────────────────────────────────────────────────────
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; its ``future`` receives the result. Never blocks."""
+        self._events.put(("submit", job))
+
+    def kill(self, job: Job) -> None:
+        """Stop ``job``: skip it if it has not started, else terminate its worker."""
+        self._events.put(("kill", job))
+
+    def close(self) -> None:
+        """Cancel queued jobs, let running ones finish, stop the workers. Blocks."""
+        if self._thread.is_alive():
+            self._events.put(("close",))
+            self._thread.join()
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the current workers (empty for a foreign executor)."""
+        procs = getattr(self._executor, "_processes", None) or {}
+        return list(procs)
+
+    # ── the dispatcher thread ──────────────────────────────────────────────────────
+
+    def _run(self) -> None:
+        while True:
+            event = self._events.get()
+            what = event[0]
+            try:
+                if what == "submit":
+                    self._accept(event[1])
+                elif what == "done":
+                    self._finish(event[1], event[2], event[3])
+                elif what == "kill":
+                    self._kill(event[1])
+                elif what == "close":
+                    self._shutdown()
+                    return
+                self._pump()
+            except Exception as exc:  # a bug of ours: fail that job, keep serving the rest
+                if what in ("submit", "done", "kill"):
+                    _set_exception(event[1].future, exc)
+
+    def _accept(self, job: Job) -> None:
+        if self._closed:
+            _set_exception(job.future, RuntimeError("the pool is closed"))
+        elif job.future.set_running_or_notify_cancel():
+            self._pending.append(job)
+
+    def _pump(self) -> None:
+        while self._pending and len(self._inflight) < self._limit:
+            job = self._pending.popleft()
+            if job.cancel_requested:
+                _set_exception(job.future, _cancel_error(job))
+                continue
+            self._launch(job)
+
+    def _launch(self, job: Job) -> None:
+        if self._owns_executor:
+            job.slot = self._free_slots.pop()
+            self._slots[job.slot] = _worker.SLOT_FREE
+        job.generation = self._generation
+        try:
+            exec_future = self._executor.submit(
+                _worker.run_job, job.slot, job.func_blob, job.kind, _worker.Portable(job.payload)
+            )
+        except BrokenProcessPool:
+            self._release_slot(job)
+            if not self._owns_executor:
+                raise
+            self._rebuild()
+            self._pending.appendleft(job)
+            return
+        except BaseException as exc:  # a foreign executor refusing work
+            self._release_slot(job)
+            _set_exception(job.future, exc)
+            return
+        job.exec_future = exec_future
+        self._inflight.add(job)
+        exec_future.add_done_callback(lambda f, job=job: self._on_exec_done(job, f))
+
+    def _on_exec_done(self, job: Job, exec_future: cf.Future[Any]) -> None:
+        # Runs in the executor's manager thread (or ours): only look, then hand over.
+        # A broken pool fails its futures *before* terminating the surviving workers,
+        # so a worker that is already dead here is the one that crashed.
+        crash = None
+        if (
+            self._owns_executor
+            and not exec_future.cancelled()
+            and isinstance(exec_future.exception(), BrokenProcessPool)
+        ):
+            pid = int(self._slots[job.slot])
+            if pid > 0:
+                crash = _Crash(pid, self._exitcode(pid))
+        self._events.put(("done", job, exec_future, crash))
+
+    def _exitcode(self, pid: int) -> int | None:
+        procs = getattr(self._executor, "_processes", None) or {}
+        proc = procs.get(pid)
+        return None if proc is None else proc.exitcode
+
+    def _release_slot(self, job: Job) -> None:
+        if job.slot >= 0:
+            self._free_slots.append(job.slot)
+            job.slot = -1
+
+    def _finish(self, job: Job, exec_future: cf.Future[Any], crash: _Crash | None) -> None:
+        self._inflight.discard(job)
+        self._release_slot(job)
+        job.exec_future = None
+        if exec_future.cancelled():
+            _set_exception(job.future, _cancel_error(job))
+            return
+        exc = exec_future.exception()
+        if isinstance(exc, BrokenProcessPool) and self._owns_executor:
+            self._broken(job, crash)
+        elif exc is not None:
+            self._breakages_in_a_row = 0
+            _set_exception(job.future, exc)
+        else:
+            self._breakages_in_a_row = 0
+            elapsed, value = exec_future.result()
+            if job.cancel_requested or (isinstance(value, str) and value == _worker.SKIPPED):
+                _set_exception(job.future, _cancel_error(job))
+            elif not job.future.done():
+                job.elapsed = elapsed
+                job.future.set_result(_worker.unwrap(value))
+
+    def _broken(self, job: Job, crash: _Crash | None) -> None:
+        if job.generation == self._generation:  # first news of this breakage
+            self._rebuild()
+            self._breakages_in_a_row += 1
+        if crash is not None and crash.exitcode is not None:
+            self._breakages_in_a_row = 0  # a worker died under this very job
+        if job.cancel_requested:
+            _set_exception(job.future, _cancel_error(job))
+        elif crash is not None and crash.exitcode is not None:
+            if job.attempts < self._retries:
+                job.attempts += 1
+                self._pending.appendleft(job)
+            else:
+                _set_exception(job.future, WorkerCrashedError(job.label, crash.pid, crash.exitcode))
+        elif self._breakages_in_a_row >= _MAX_BREAKAGES_IN_A_ROW:
+            _set_exception(
+                job.future,
+                WorkerCrashedError(
+                    f"{job.label} (workers keep dying before they run any task: does an "
+                    "initializer or the module that defines the function kill the process?)"
+                ),
+            )
+        else:
+            self._pending.appendleft(job)  # queued, or running beside the crash: run again
+
+    def _rebuild(self) -> None:
+        if self._closed:
+            return
+        old = self._executor
+        self._executor = self._new_executor()
+        self._generation += 1
+        old.shutdown(wait=False, cancel_futures=True)
+
+    def _kill(self, job: Job) -> None:
+        if job.future.done():
+            return
+        job.cancel_requested = True
+        exec_future = job.exec_future
+        if exec_future is None:  # still pending with us: _pump drops it
+            return
+        if exec_future.cancel():
+            return
+        if self._slots is None:
+            return  # a foreign executor: the job runs to its end, its result is dropped
+        pid = int(self._slots[job.slot])
+        if pid > 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        else:
+            self._slots[job.slot] = _worker.SLOT_CANCELLED
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        for job in self._pending:
+            _set_exception(job.future, _cancel_error(job))
+        self._pending.clear()
+        if self._owns_executor:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        # Deliver what finished while shutting down; refuse anything new.
+        while self._inflight:
+            event = self._events.get()
+            if event[0] == "done":
+                self._finish(event[1], event[2], event[3])
+            elif event[0] == "submit":
+                self._accept(event[1])
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if event[0] == "submit":
+                self._accept(event[1])
+
+    def _new_executor(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=self._ctx,
+            initializer=_worker.init_worker,
+            initargs=(self._slots, list(sys.path), *self._init),
+            max_tasks_per_child=self._max_tasks_per_child,
+        )
+

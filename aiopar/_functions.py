@@ -1,0 +1,145 @@
+"""The module-level functions: each runs on ``pool``, or on the default pool.
+
+They have the signatures of the :class:`aiopar.Pool` methods plus ``pool=None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from . import _tasks
+from ._default import get_default_pool
+from ._pool import Pool
+from ._reduce import NO_INITIAL
+from ._tasks import RemoteFunction, TaskRef
+
+__all__ = ["amap", "amap_chunks", "gather", "imap", "remote", "submit", "tree_reduce"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+def _pool(pool: Pool | None) -> Pool:
+    if pool is None:
+        return get_default_pool()
+    if not isinstance(pool, Pool):
+        raise TypeError(f"pool must be an aiopar.Pool or None, got {type(pool).__name__}")
+    return pool
+
+
+async def amap(
+    func: Callable[[T], R],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    progress: bool = False,
+    pool: Pool | None = None,
+) -> list[R]:
+    """Return ``list(map(func, items))``, computed in worker processes, in chunks.
+
+    See :meth:`aiopar.Pool.amap`; ``pool=None`` uses the default pool.
+    """
+    return await _pool(pool).amap(
+        func, items, chunksize=chunksize, ordered=ordered, progress=progress
+    )
+
+
+def imap(
+    func: Callable[[T], R],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    max_inflight: int | None = None,
+    pool: Pool | None = None,
+) -> AsyncIterator[R]:
+    """Yield ``func(item)`` for each item as results come, with bounded memory.
+
+    See :meth:`aiopar.Pool.imap`; ``pool=None`` uses the default pool.
+    """
+    return _pool(pool).imap(
+        func, items, chunksize=chunksize, ordered=ordered, max_inflight=max_inflight
+    )
+
+
+async def amap_chunks(
+    func: Callable[[Any], Any],
+    data: Any,
+    *,
+    chunks: int | None = None,
+    chunksize: int | None = None,
+    combine: str | Callable[[list[Any]], Any] | None = "concat",
+    progress: bool = False,
+    pool: Pool | None = None,
+) -> Any:
+    """Cut ``data`` into pieces, call ``func(piece)`` in worker processes, join the answers.
+
+    See :meth:`aiopar.Pool.amap_chunks`; ``pool=None`` uses the default pool.
+    """
+    return await _pool(pool).amap_chunks(
+        func, data, chunks=chunks, chunksize=chunksize, combine=combine, progress=progress
+    )
+
+
+def submit(
+    func: Callable[..., R], /, *args: Any, pool: Pool | None = None, **kwargs: Any
+) -> TaskRef[R]:
+    """Schedule ``func(*args, **kwargs)`` in a worker process; return a :class:`TaskRef`.
+
+    See :meth:`aiopar.Pool.submit`; ``pool=None`` uses the default pool.
+    """
+    return _pool(pool).submit(func, *args, **kwargs)
+
+
+async def gather(*refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
+    """Wait for TaskRefs and other awaitables; return their results in order.
+
+    Like :func:`asyncio.gather`, on asyncio, uvloop and trio. On the first failure the
+    others are cancelled and that exception is raised, unless ``return_exceptions=True``,
+    in which case exceptions are returned in place of results.
+
+    Cancellation: cancels every awaitable still pending (TaskRefs as ``await ref`` would).
+    """
+    return await _tasks.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
+
+
+@overload
+def remote(func: Callable[P, R], *, pool: Pool | None = None) -> RemoteFunction[P, R]: ...
+@overload
+def remote(
+    func: None = None, *, pool: Pool | None = None
+) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
+def remote(
+    func: Callable[P, R] | None = None, *, pool: Pool | None = None
+) -> RemoteFunction[P, R] | Callable[[Callable[P, R]], RemoteFunction[P, R]]:
+    """Ray-style decorator: ``f.remote(*args)`` submits ``f``; ``f(*args)`` runs it here.
+
+    Use as ``@aiopar.remote`` or ``@aiopar.remote(pool=pool)``. With ``pool=None``,
+    ``.remote()`` uses the default pool at call time.
+    """
+    if pool is not None and not isinstance(pool, Pool):
+        raise TypeError(f"pool must be an aiopar.Pool or None, got {type(pool).__name__}")
+    if func is None:
+        return lambda f: RemoteFunction(f, pool=pool)
+    return RemoteFunction(func, pool=pool)
+
+
+async def tree_reduce(
+    func: Callable[[T, T], T],
+    items: Iterable[T | Awaitable[T]] | AsyncIterable[T | Awaitable[T]],
+    *,
+    initial: T = NO_INITIAL,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    pool: Pool | None = None,
+) -> T:
+    """``functools.reduce(func, items[, initial])`` for associative ``func``, as a tree.
+
+    See :meth:`aiopar.Pool.tree_reduce`; ``pool=None`` uses the default pool.
+    """
+    return await _pool(pool).tree_reduce(
+        func, items, initial=initial, chunksize=chunksize, ordered=ordered
+    )

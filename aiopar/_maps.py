@@ -1,0 +1,235 @@
+"""Chunked maps: ``imap`` (the pipeline), ``amap`` (imap collected) and ``amap_chunks``.
+
+The pipeline of ``imap``, all on the caller's event loop but for the work itself::
+
+    items ──take(size)──► chunk ──► Job(MAP) ──► dispatcher ──► worker: [func(x) for x in chunk]
+      ▲  (sync or async       sizes from ChunkSizer                              │
+      │   iterator)                                                              ▼
+      └── refill while fewer than `max_inflight` items are out ◄── result list, yielded
+                                                                   in order or as finished
+
+Items are taken lazily, so an endless async source is read only as fast as results are
+consumed. Chunks are pickled in the executor's feeder thread, never on the loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split, take
+from ._chunks import combine as combine_answers
+from ._executor import Job
+from ._waiting import FutureWatcher
+from ._worker import CALL, MAP
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+
+__all__ = ["amap", "amap_chunks", "imap"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Answers bigger than this are joined in a worker thread, off the event loop.
+_COMBINE_OFF_LOOP_BYTES = 1 << 20
+
+
+def _iterate(items: object) -> tuple[Iterator[Any] | AsyncIterator[Any], int | None]:
+    """An iterator over ``items`` and its length when known; TypeError if not iterable."""
+    if isinstance(items, AsyncIterable):
+        return aiter(items), None
+    if isinstance(items, str | bytes):
+        raise TypeError(
+            f"items is a {type(items).__name__}; map over a list of items instead "
+            "(wrap it: [text]) or over list(text) to map its characters"
+        )
+    if not isinstance(items, Iterable):
+        raise TypeError(
+            f"items must be an iterable or async iterable, got {type(items).__name__}: {items!r}"
+        )
+    length = len(items) if hasattr(items, "__len__") else None
+    return iter(items), length
+
+
+class _Progress:
+    """A tqdm bar when asked for (shown only on a terminal), else nothing."""
+
+    def __init__(self, enabled: bool, total: int | None, desc: str) -> None:
+        self._bar: Any = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                raise ImportError(
+                    "progress=True needs tqdm: pip install 'aiopar[progress]'"
+                ) from None
+            self._bar = tqdm(total=total, desc=desc, disable=None)
+
+    def update(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.update(count)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+async def _chunk_results(
+    pool: Pool,
+    func: Callable[[Any], Any],
+    items: Iterable[Any] | AsyncIterable[Any],
+    *,
+    chunksize: int | None,
+    ordered: bool,
+    max_inflight: int | None,
+    progress: bool = False,
+) -> AsyncIterator[list[Any]]:
+    """Yield the result list of each chunk; the engine of imap and amap."""
+    from ._pool import func_name, pickle_function
+
+    check_positive("chunksize", chunksize)
+    check_positive("max_inflight", max_inflight)
+    blob = pickle_function(func)
+    source, length = _iterate(items)
+    pool._require_dispatcher()
+    name = func_name(func)
+    sizer = ChunkSizer(pool.workers, chunksize, length)
+    limit = max_inflight if max_inflight is not None else None
+    out: collections.deque[Job] = collections.deque()  # sent, results not yet yielded
+    sizes: dict[Job, int] = {}
+    items_out = 0
+    exhausted = False
+    count = 0
+    watcher = FutureWatcher()
+    bar = _Progress(progress, length, name)
+    try:
+        while True:
+            while (
+                not exhausted
+                and sizer.ready()
+                and len(out) < 4 * pool.workers
+                and (limit is None or items_out < limit)
+            ):
+                size = sizer.next_size()
+                if limit is not None:
+                    size = min(size, limit - items_out)
+                chunk = await take(source, size)
+                if len(chunk) < size:
+                    exhausted = True
+                if not chunk:
+                    break
+                count += 1
+                job = Job(blob, MAP, chunk, f"chunk {count} of imap({name})")
+                sizes[job] = len(chunk)
+                items_out += len(chunk)
+                out.append(job)
+                watcher.watch(job.future)
+                pool._send(job)
+            if not out:
+                return
+            if ordered:
+                job = out[0]
+                await watcher.wait_for(job.future)
+                out.popleft()
+            else:
+                finished = await watcher.next_finished()
+                job = next(j for j in out if j.future is finished)
+                out.remove(job)
+            result: list[Any] = job.future.result()
+            size = sizes.pop(job)
+            items_out -= size
+            sizer.observe(size, job.elapsed)
+            bar.update(size)
+            yield result
+    finally:
+        bar.close()
+        await pool._abandon(out, watcher)
+
+
+async def imap(
+    pool: Pool,
+    func: Callable[[T], R],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    chunksize: int | None,
+    ordered: bool,
+    max_inflight: int | None,
+) -> AsyncIterator[R]:
+    results = _chunk_results(
+        pool, func, items, chunksize=chunksize, ordered=ordered, max_inflight=max_inflight
+    )
+    async with contextlib.aclosing(results):
+        async for chunk in results:
+            for value in chunk:
+                yield value
+
+
+async def amap(
+    pool: Pool,
+    func: Callable[[T], R],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    chunksize: int | None,
+    ordered: bool,
+    progress: bool,
+) -> list[R]:
+    values: list[R] = []
+    results = _chunk_results(
+        pool, func, items, chunksize=chunksize, ordered=ordered, max_inflight=None,
+        progress=progress,
+    )
+    async with contextlib.aclosing(results):
+        async for chunk in results:
+            values.extend(chunk)
+    return values
+
+
+async def amap_chunks(
+    pool: Pool,
+    func: Callable[[Any], Any],
+    data: Any,
+    *,
+    chunks: int | None,
+    chunksize: int | None,
+    combine: str | Callable[[list[Any]], Any] | None,
+    progress: bool,
+) -> Any:
+    from ._pool import func_name, pickle_function
+
+    check_chunk_args(chunks, chunksize)
+    if not (combine is None or combine == "concat" or callable(combine)):
+        raise ValueError(f'combine must be "concat", None or a callable, got {combine!r}')
+    blob = pickle_function(func)
+    pool._require_dispatcher()
+    pieces = split(data, chunks=chunks, chunksize=chunksize, workers=pool.workers)
+    name = func_name(func)
+    jobs = [
+        Job(blob, CALL, ((piece,), {}), f"chunk {index + 1}/{len(pieces)} of amap_chunks({name})")
+        for index, piece in enumerate(pieces)
+    ]
+    watcher = FutureWatcher()
+    bar = _Progress(progress, len(jobs), name)
+    try:
+        for job in jobs:
+            watcher.watch(job.future)
+            pool._send(job)
+        for _ in jobs:
+            finished = await watcher.next_finished()
+            finished.result()  # raise the first failure at once
+            bar.update(1)
+    except BaseException:
+        await pool._abandon(jobs, watcher)
+        raise
+    finally:
+        bar.close()
+    answers = [job.future.result() for job in jobs]
+    if combine is None:
+        return answers
+    if sum(nbytes(answer) for answer in answers) > _COMBINE_OFF_LOOP_BYTES:
+        return await anyio.to_thread.run_sync(combine_answers, answers, combine)
+    return combine_answers(answers, combine)

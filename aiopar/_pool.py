@@ -1,0 +1,393 @@
+"""``Pool``: the worker processes, their options and lifecycle, and the public methods.
+
+The methods are thin: maps live in ``_maps.py``, tasks in ``_tasks.py``, reductions in
+``_reduce.py``. What they share is here: validating options, pickling the function once
+per call, making jobs, and what happens to jobs when their caller is cancelled
+(:meth:`Pool._abandon`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, Literal, ParamSpec, TypeVar, overload
+
+import anyio
+import cloudpickle
+
+from . import _maps, _reduce, _tasks
+from ._chunks import check_positive
+from ._executor import Dispatcher, Job
+from ._tasks import RemoteFunction, TaskRef
+from ._waiting import FutureWatcher
+
+__all__ = ["Pool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+CancelMode = Literal["wait", "kill"]
+_NO_INITIAL: Any = _reduce.NO_INITIAL
+
+
+def default_workers() -> int:
+    """Number of CPUs this process may use."""
+    counter = getattr(os, "process_cpu_count", None)
+    if counter is not None:
+        count = counter()
+    elif hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:
+        count = os.cpu_count()
+    return count or 1
+
+
+def _default_start_method() -> str:
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def func_name(func: object) -> str:
+    """A short readable name for a function, for labels and messages."""
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return name if isinstance(name, str) else type(func).__name__
+
+
+def pickle_function(func: object, argument: str = "func") -> bytes:
+    """Pickle ``func`` with cloudpickle, or raise a TypeError that names the argument."""
+    if not callable(func):
+        raise TypeError(f"{argument} must be callable, got {type(func).__name__}: {func!r}")
+    try:
+        return bytes(cloudpickle.dumps(func))
+    except Exception as exc:
+        raise TypeError(
+            f"{argument}={func_name(func)} cannot be pickled to send it to a worker process "
+            f"({type(exc).__name__}: {exc}); define it at module level, or keep unpicklable "
+            "objects (locks, sockets, open files) out of its closure and load them in the "
+            "worker, for example with Pool(initializer=...) and aiopar.worker_state()"
+        ) from exc
+
+
+class Pool:
+    """A set of worker processes for CPU-bound work, used from async code.
+
+    Use it as an async context manager; leaving the block cancels queued work, waits for
+    running work and stops the workers. A pool is not tied to the event loop it was made
+    in: one pool can serve calls from later loops and other backends.
+
+    Args:
+        workers: number of worker processes; default: the CPUs this process may use.
+        initializer: called as ``initializer(*initargs)`` once in each worker; what it
+            returns is that worker's state, see :func:`aiopar.worker_state`.
+        initargs: arguments for ``initializer``.
+        start_method: ``"forkserver"`` (default where available) or ``"spawn"``. Plain
+            ``"fork"`` is refused: forking a process that runs an event loop and
+            threads is unsafe.
+        max_tasks_per_child: replace a worker after it ran this many jobs (a chunk of a
+            map counts as one job).
+        cancel: what a cancelled caller does to its jobs already running in a worker:
+            ``"wait"`` lets them finish and drops their results, ``"kill"`` terminates
+            their workers at once and starts new ones.
+        executor: any :class:`concurrent.futures.Executor` to run on instead of our own
+            process pool (for example a Dask ``Client.get_executor()``); it is not
+            owned nor shut down by the pool.
+        retries: how many times to run again a job whose worker crashed before giving
+            up with :class:`aiopar.WorkerCrashedError`.
+
+    Raises:
+        TypeError, ValueError: for a bad option, naming it.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        start_method: str | None = None,
+        max_tasks_per_child: int | None = None,
+        cancel: CancelMode = "wait",
+        executor: cf.Executor | None = None,
+        retries: int = 0,
+    ) -> None:
+        check_positive("workers", workers)
+        check_positive("max_tasks_per_child", max_tasks_per_child)
+        if cancel not in ("wait", "kill"):
+            raise ValueError(f'cancel must be "wait" or "kill", got {cancel!r}')
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        if executor is not None:
+            if not isinstance(executor, cf.Executor):
+                raise TypeError(
+                    f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
+                )
+            if cancel == "kill":
+                raise ValueError(
+                    'cancel="kill" needs the pool\'s own worker processes; it cannot kill '
+                    'the workers of executor=...; use cancel="wait"'
+                )
+            for name, value in (
+                ("initializer", initializer),
+                ("start_method", start_method),
+                ("max_tasks_per_child", max_tasks_per_child),
+            ):
+                if value is not None:
+                    raise ValueError(f"{name} configures our own processes; it cannot be "
+                                     "combined with executor=...")
+        method = start_method or _default_start_method()
+        if method == "fork":
+            raise ValueError(
+                'start_method="fork" is not supported: forking a process that runs an '
+                'event loop and threads is unsafe; use "forkserver" (default) or "spawn"'
+            )
+        if method not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"start_method must be one of {multiprocessing.get_all_start_methods()!r} "
+                f"(not fork), got {start_method!r}"
+            )
+        if not isinstance(initargs, tuple):
+            raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
+        self._initializer_blob = (
+            pickle_function(initializer, "initializer") if initializer is not None else None
+        )
+        self._initargs_blob = bytes(cloudpickle.dumps(initargs)) if initializer else None
+        self.workers: int = workers or default_workers()
+        self.start_method: str = method
+        self.cancel_mode: CancelMode = cancel
+        self._max_tasks_per_child = max_tasks_per_child
+        self._executor = executor
+        self._retries = retries
+        self._dispatcher: Dispatcher | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("open" if self._dispatcher else "not started")
+        return f"<aiopar.Pool workers={self.workers} start_method={self.start_method!r} {state}>"
+
+    # ── lifecycle ──────────────────────────────────────────────────────────────────
+
+    def open(self) -> None:
+        """Start the pool's dispatcher; workers start on first use. Cheap, non-blocking.
+
+        ``async with Pool(...)`` calls this for you.
+        """
+        if self._closed:
+            raise RuntimeError("this Pool is closed; make a new one")
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(
+                workers=self.workers,
+                mp_context=multiprocessing.get_context(self.start_method),
+                initializer_blob=self._initializer_blob,
+                initargs_blob=self._initargs_blob,
+                max_tasks_per_child=self._max_tasks_per_child,
+                executor=self._executor,
+                retries=self._retries,
+            )
+
+    def close(self) -> None:
+        """Cancel queued jobs, wait for running ones, stop the workers. Blocks."""
+        self._closed = True
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            dispatcher.close()
+
+    async def aclose(self) -> None:
+        """Close the pool from async code: :meth:`close`, run in a worker thread.
+
+        Cancellation: shielded; the pool is closed even if the caller is cancelled.
+        """
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.close)
+
+    async def __aenter__(self) -> Pool:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`aclose` was called."""
+        return self._closed
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (for monitoring and tests)."""
+        return self._dispatcher.worker_pids() if self._dispatcher else []
+
+    # ── what the methods share ─────────────────────────────────────────────────────
+
+    def _require_dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            if self._closed:
+                raise RuntimeError("this Pool is closed; make a new one")
+            raise RuntimeError(
+                "this Pool is not open: use `async with aiopar.Pool(...) as pool:` "
+                "(or call pool.open() and later pool.close())"
+            )
+        return self._dispatcher
+
+    def _send(self, job: Job) -> None:
+        self._require_dispatcher().submit(job)
+
+    async def _abandon(self, jobs: Iterable[Job], watcher: FutureWatcher | None = None) -> None:
+        """Deal with ``jobs`` whose caller stopped waiting (cancelled, or failed early).
+
+        Jobs not yet started are cancelled and never run. Jobs running in a worker are
+        awaited (``cancel="wait"``; results dropped) or their workers killed
+        (``cancel="kill"``). Shielded from cancellation, so it always completes.
+        """
+        running = [job for job in jobs if not job.future.cancel() and not job.future.done()]
+        if not running:
+            return
+        dispatcher = self._dispatcher
+        if self.cancel_mode == "kill" and dispatcher is not None:
+            for job in running:
+                dispatcher.kill(job)
+        with anyio.CancelScope(shield=True):
+            if watcher is None:
+                watcher = FutureWatcher()
+                watcher.watch_all(job.future for job in running)
+            await watcher.wait_all(job.future for job in running)
+
+    # ── public methods ─────────────────────────────────────────────────────────────
+
+    async def amap(
+        self,
+        func: Callable[[T], R],
+        items: Iterable[T] | AsyncIterable[T],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        progress: bool = False,
+    ) -> list[R]:
+        """Return ``list(map(func, items))``, computed in the workers, in chunks.
+
+        Args:
+            func: a picklable function of one item (lambdas and closures work too).
+            items: any iterable or async iterable.
+            chunksize: items per chunk; None sizes chunks by the measured cost of an item.
+            ordered: False returns results in the order they complete.
+            progress: show a tqdm progress bar on a terminal.
+
+        Cancellation: chunks not yet started are dropped; running ones are awaited or
+        killed, as the pool's ``cancel`` option says.
+        """
+        return await _maps.amap(
+            self, func, items, chunksize=chunksize, ordered=ordered, progress=progress
+        )
+
+    def imap(
+        self,
+        func: Callable[[T], R],
+        items: Iterable[T] | AsyncIterable[T],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        max_inflight: int | None = None,
+    ) -> AsyncIterator[R]:
+        """Yield ``func(item)`` for each item as results come, with bounded memory.
+
+        At most ``max_inflight`` items are taken from ``items`` and not yet yielded at
+        any time (default: enough to keep every worker busy), so an endless async source
+        is processed with bounded memory. Close the iterator (``aclose()``, or leave an
+        ``async with contextlib.aclosing(...)`` block) to stop early.
+
+        Cancellation: as :meth:`amap`; closing the iterator early counts as cancelling.
+        """
+        return _maps.imap(
+            self, func, items, chunksize=chunksize, ordered=ordered, max_inflight=max_inflight
+        )
+
+    async def amap_chunks(
+        self,
+        func: Callable[[Any], Any],
+        data: Any,
+        *,
+        chunks: int | None = None,
+        chunksize: int | None = None,
+        combine: str | Callable[[list[Any]], Any] | None = "concat",
+        progress: bool = False,
+    ) -> Any:
+        """Cut ``data`` into contiguous pieces, call ``func(piece)`` in the workers, join.
+
+        Args:
+            func: a function of one piece.
+            data: a numpy array (cut along axis 0), a pandas DataFrame or Series (cut
+                by rows), or any sequence (cut by slicing).
+            chunks: number of pieces; default one per worker.
+            chunksize: rows per piece. Give ``chunks`` or ``chunksize``, not both.
+            combine: ``"concat"`` joins the answers with ``numpy.concatenate``,
+                ``pandas.concat`` or list concatenation, by the type of the first
+                answer; None returns the list of answers; a callable gets that list.
+            progress: show a tqdm progress bar on a terminal.
+
+        Cancellation: as :meth:`amap`.
+        """
+        return await _maps.amap_chunks(
+            self, func, data, chunks=chunks, chunksize=chunksize, combine=combine,
+            progress=progress,
+        )
+
+    def submit(self, func: Callable[..., R], /, *args: Any, **kwargs: Any) -> TaskRef[R]:
+        """Schedule ``func(*args, **kwargs)`` in a worker and return a :class:`TaskRef`.
+
+        Returns at once; needs no running event loop. Any TaskRef among the arguments
+        (also inside lists, tuples, dicts and sets) is a dependency: the task starts when
+        all of them have finished and gets their results in their place. A failed
+        dependency fails the task, without running it, with the same exception.
+        """
+        return _tasks.submit(self, func, args, kwargs)
+
+    async def gather(
+        self, *refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False
+    ) -> list[Any]:
+        """Like :func:`asyncio.gather` for TaskRefs and other awaitables; see :func:`aiopar.gather`."""
+        return await _tasks.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
+
+    @overload
+    def remote(self, func: Callable[P, R]) -> RemoteFunction[P, R]: ...
+    @overload
+    def remote(self, func: None = None) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
+    def remote(
+        self, func: Callable[P, R] | None = None
+    ) -> RemoteFunction[P, R] | Callable[[Callable[P, R]], RemoteFunction[P, R]]:
+        """Ray-style decorator: ``f.remote(...)`` submits to this pool; ``f(...)`` runs here."""
+        if func is None:
+            return lambda f: RemoteFunction(f, pool=self)
+        return RemoteFunction(func, pool=self)
+
+    async def tree_reduce(
+        self,
+        func: Callable[[T, T], T],
+        items: Iterable[T | Awaitable[T]] | AsyncIterable[T | Awaitable[T]],
+        *,
+        initial: T = _NO_INITIAL,
+        chunksize: int | None = None,
+        ordered: bool = True,
+    ) -> T:
+        """``functools.reduce(func, items[, initial])`` for associative ``func``, as a tree.
+
+        The depth is ⌈log₂ n⌉ instead of n. Many items are first reduced sequentially
+        inside chunks (``chunksize`` items each, automatic by default), then across chunks.
+        Items may be TaskRefs or other awaitables. ``ordered=False`` (for a commutative
+        ``func``) combines whichever two results are ready first.
+
+        Raises:
+            TypeError: for empty ``items`` without ``initial``, as functools.reduce does.
+
+        Cancellation: as :meth:`amap`.
+        """
+        return await _reduce.tree_reduce(
+            self, func, items, initial=initial, chunksize=chunksize, ordered=ordered
+        )
+

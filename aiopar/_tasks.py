@@ -1,0 +1,243 @@
+"""Tasks and their dependencies: ``TaskRef``, ``submit``, ``gather``, ``remote``.
+
+``submit`` makes a job and returns a :class:`TaskRef` at once. If TaskRefs stand among
+the arguments (also nested in lists, tuples, dicts and sets), the job waits: a
+done-callback on each dependency counts them down, and the last one puts the results in
+place of the refs and hands the job to the dispatcher. All of that runs in whichever
+thread finishes a dependency; none of it needs an event loop, so a graph can be built
+from sync code and awaited from any loop.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import itertools
+import threading
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+import anyio
+
+from ._executor import Job
+from ._waiting import FutureWatcher
+from ._worker import CALL
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+
+__all__ = ["RemoteFunction", "TaskRef", "gather", "submit"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_task_ids = itertools.count(1)
+# Containers searched for TaskRefs, and rebuilt with results in their place.
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+_MAX_DEPTH = 64
+
+
+class TaskRef(Generic[R]):
+    """The future result of a task started with :func:`aiopar.submit`.
+
+    ``await ref`` returns the task's result or raises its exception. Pass a ref as an
+    argument of another ``submit`` to make that task depend on it.
+
+    Cancellation: a caller cancelled while awaiting a ref cancels its task, as awaiting
+    an :class:`asyncio.Task` does: a task that has not started never runs; one already
+    running is awaited or its worker killed, as the pool's ``cancel`` option says. Use
+    :func:`anyio.CancelScope` with ``shield=True`` to wait without that effect.
+    """
+
+    __slots__ = ("_job", "_pool")
+
+    def __init__(self, job: Job, pool: Pool) -> None:
+        self._job = job
+        self._pool = pool
+
+    def __repr__(self) -> str:
+        future = self._job.future
+        state = "cancelled" if future.cancelled() else (
+            "failed" if future.done() and future.exception() else (
+                "done" if future.done() else "pending"
+            )
+        )
+        return f"<TaskRef {self._job.label} {state}>"
+
+    @property
+    def future(self) -> cf.Future[R]:
+        """The underlying :class:`concurrent.futures.Future`, for use with other tools."""
+        return self._job.future
+
+    def done(self) -> bool:
+        """True when the task has finished, failed or been cancelled."""
+        return self._job.future.done()
+
+    def cancelled(self) -> bool:
+        """True when the task was cancelled before it ran."""
+        return self._job.future.cancelled()
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not started; return whether it was cancelled."""
+        return self._job.future.cancel()
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> R:
+        future = self._job.future
+        if not future.done():
+            watcher = FutureWatcher()
+            watcher.watch(future)
+            try:
+                await watcher.wait_for(future)
+            except BaseException:
+                await self._pool._abandon([self._job], watcher)
+                raise
+        else:
+            await anyio.lowlevel.checkpoint()
+        return future.result()  # type: ignore[no-any-return]
+
+
+def _find_refs(value: Any, found: dict[int, TaskRef[Any]], depth: int = 0) -> bool:
+    """Collect the TaskRefs in ``value`` into ``found``; return whether there were any."""
+    if isinstance(value, TaskRef):
+        found[id(value)] = value
+        return True
+    if depth > _MAX_DEPTH or not isinstance(value, _CONTAINERS):
+        return False
+    items = value.items() if isinstance(value, dict) else value
+    any_ref = False
+    for item in items:
+        any_ref = _find_refs(item, found, depth + 1) or any_ref
+    return any_ref
+
+
+def _resolve(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with each TaskRef replaced by its (finished) result."""
+    if isinstance(value, TaskRef):
+        return value.future.result()
+    if depth > _MAX_DEPTH or not isinstance(value, _CONTAINERS):
+        return value
+    if isinstance(value, dict):
+        return type(value)(
+            (_resolve(k, depth + 1), _resolve(v, depth + 1)) for k, v in value.items()
+        )
+    resolved = [_resolve(item, depth + 1) for item in value]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+        return type(value)(*resolved)
+    return type(value)(resolved)
+
+
+def submit(pool: Pool, func: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskRef[R]:
+    """Make the job for ``func(*args, **kwargs)`` and send it once its dependencies are in."""
+    from ._pool import func_name, pickle_function
+
+    dispatcher = pool._require_dispatcher()
+    blob = pickle_function(func)
+    job = Job(blob, CALL, None, f"task {func_name(func)}#{next(_task_ids)}")
+    ref: TaskRef[R] = TaskRef(job, pool)
+    found: dict[int, TaskRef[Any]] = {}
+    _find_refs((args, kwargs), found)
+    if not found:
+        job.payload = (args, kwargs)
+        dispatcher.submit(job)
+        return ref
+
+    remaining = len(found)
+    lock = threading.Lock()
+
+    def fail(exc: BaseException) -> None:
+        if job.future.set_running_or_notify_cancel():  # False: cancelled meanwhile
+            job.future.set_exception(exc)
+
+    def on_dependency_done(dependency: cf.Future[Any]) -> None:
+        nonlocal remaining
+        with lock:  # dependencies may finish in several threads at once
+            remaining -= 1
+            if job.future.done():
+                return
+            if dependency.cancelled():
+                job.future.cancel()
+            elif dependency.exception() is not None:
+                fail(dependency.exception())  # type: ignore[arg-type]
+            elif remaining == 0:
+                try:
+                    job.payload = (_resolve(args), _resolve(kwargs))
+                except BaseException as exc:
+                    fail(exc)
+                else:
+                    dispatcher.submit(job)
+
+    for dependency in found.values():
+        dependency.future.add_done_callback(on_dependency_done)
+    return ref
+
+
+async def gather(*refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
+    """Wait for TaskRefs and other awaitables; return their results in order.
+
+    Like :func:`asyncio.gather`, on any backend. On the first failure the others are
+    cancelled and that exception is raised, unless ``return_exceptions=True``, in which
+    case exceptions are returned in place of results.
+
+    Cancellation: cancels every awaitable still pending (TaskRefs as ``await ref`` would).
+    """
+    results: list[Any] = [None] * len(refs_or_awaitables)
+    failure: list[BaseException] = []
+
+    async def run(index: int, awaitable: Awaitable[Any], scope: anyio.CancelScope) -> None:
+        try:
+            results[index] = await awaitable
+        except Exception as exc:
+            if return_exceptions:
+                results[index] = exc
+            elif not failure:
+                failure.append(exc)
+                scope.cancel()
+
+    for awaitable in refs_or_awaitables:
+        if not isinstance(awaitable, Awaitable):
+            raise TypeError(
+                f"gather() takes TaskRefs and awaitables, got {type(awaitable).__name__}: "
+                f"{awaitable!r}"
+            )
+    async with anyio.create_task_group() as group:
+        for index, awaitable in enumerate(refs_or_awaitables):
+            group.start_soon(run, index, awaitable, group.cancel_scope)
+    if failure:
+        raise failure[0]
+    return results
+
+
+class RemoteFunction(Generic[P, R]):
+    """A function with a Ray-style ``.remote()``; made by :func:`aiopar.remote`.
+
+    ``f(*args)`` still runs the function here; ``f.remote(*args)`` submits it to the
+    pool and returns a :class:`TaskRef`, to await or to pass to other ``.remote()``
+    calls as a dependency.
+    """
+
+    def __init__(self, func: Callable[P, R], *, pool: Pool | None = None) -> None:
+        if not callable(func):
+            raise TypeError(f"remote() needs a callable, got {type(func).__name__}")
+        self._func = func
+        self._pool = pool
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._func(*args, **kwargs)
+
+    def remote(self, *args: Any, **kwargs: Any) -> TaskRef[R]:
+        """Submit ``func(*args, **kwargs)``; TaskRefs among the arguments are dependencies."""
+        from ._default import get_default_pool
+
+        pool = self._pool if self._pool is not None else get_default_pool()
+        return submit(pool, self._func, args, kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to a worker (say, called inside another task): the plain function will do.
+        return (RemoteFunction, (self._func,))
+
+    def __repr__(self) -> str:
+        return f"<aiopar.RemoteFunction {getattr(self._func, '__qualname__', self._func)!r}>"

@@ -1,0 +1,119 @@
+"""Awaiting ``concurrent.futures.Future`` objects from asyncio, uvloop or trio.
+
+A future finishes in another thread (the dispatcher's or the executor's). Its
+done-callback must not block and must not touch the loop directly: it appends the
+future to a deque and asks the loop, through the loop's own thread-safe non-blocking
+call (``loop.call_soon_threadsafe`` on asyncio and uvloop, ``TrioToken.run_sync_soon`` on
+trio), to set an :class:`anyio.Event`. If the future is already done when the callback is
+added, the callback runs at once in the loop thread, which is just as safe.
+
+Nothing here polls, and nothing here is tied to one loop beyond the lifetime of a
+:class:`FutureWatcher`, which is made per call.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import anyio
+import sniffio
+
+__all__ = ["FutureWatcher", "wait_future"]
+
+T = TypeVar("T")
+
+
+def _threadsafe_scheduler() -> Callable[[Callable[[], object]], None]:
+    """A non-blocking way to run a callable on the current event loop from any thread."""
+    library = sniffio.current_async_library()
+    if library == "trio":
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+
+        def schedule_trio(callback: Callable[[], object]) -> None:
+            try:
+                token.run_sync_soon(callback)
+            except trio.RunFinishedError:
+                pass  # the run is over: nobody waits any more
+
+        return schedule_trio
+    if library == "asyncio":
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+
+        def schedule_asyncio(callback: Callable[[], object]) -> None:
+            try:
+                loop.call_soon_threadsafe(callback)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits any more
+
+        return schedule_asyncio
+    raise RuntimeError(f"aiopar supports asyncio (and uvloop) and trio, not {library!r}")
+
+
+class FutureWatcher:
+    """Wakes the current event loop whenever one of the watched futures finishes.
+
+    Made inside a coroutine, used by that coroutine only.
+    """
+
+    def __init__(self) -> None:
+        self._schedule = _threadsafe_scheduler()
+        self._finished: collections.deque[cf.Future[Any]] = collections.deque()
+        self._event: anyio.Event | None = None
+
+    def watch(self, future: cf.Future[Any]) -> None:
+        future.add_done_callback(self._on_done)
+
+    def watch_all(self, futures: Iterable[cf.Future[Any]]) -> None:
+        for future in futures:
+            future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: cf.Future[Any]) -> None:
+        self._finished.append(future)
+        self._schedule(self._wake)
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    async def next_finished(self) -> cf.Future[Any]:
+        """Wait for a watched future to finish; return them in the order they finished.
+
+        Cancellation: this only waits, so cancelling it leaves the futures alone.
+        """
+        while not self._finished:
+            self._event = anyio.Event()
+            if self._finished:
+                break
+            await self._event.wait()
+        return self._finished.popleft()
+
+    async def wait_for(self, future: cf.Future[Any]) -> None:
+        """Wait until ``future`` (which must be watched) is done."""
+        while not future.done():
+            await self.next_finished()
+
+    async def wait_all(self, futures: Iterable[cf.Future[Any]]) -> None:
+        """Wait until every one of ``futures`` (all watched) is done."""
+        for future in futures:
+            await self.wait_for(future)
+
+
+async def wait_future(future: cf.Future[T]) -> T:
+    """Wait for ``future`` and return its result (or raise its exception).
+
+    Cancellation: only the waiting is cancelled; the future is left as it is.
+    """
+    if not future.done():
+        watcher = FutureWatcher()
+        watcher.watch(future)
+        await watcher.wait_for(future)
+    else:
+        await anyio.lowlevel.checkpoint()
+    return future.result()

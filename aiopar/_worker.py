@@ -1,0 +1,204 @@
+"""What runs inside a worker process.
+
+This module is imported by every worker at start-up, so it imports nothing heavy: no
+anyio, no asyncio, no numpy (cloudpickle is imported only to unpickle a function that
+needed it, or to pickle a result that plain pickle refuses).
+
+A job reaches :func:`run_job` as ``(slot, func_blob, kind, payload)``:
+
+* ``slot`` indexes a table shared with the parent (a ``RawArray`` of process ids). The
+  worker writes its pid there on start, so the parent knows which process runs which job:
+  that is how a crash is pinned on one job, and how ``cancel="kill"`` finds its target.
+  The parent writes :data:`SLOT_CANCELLED` there to cancel a job that has not started.
+* ``func_blob`` is the cloudpickled function, unpickled once and cached.
+* ``kind`` says how to call it (:data:`CALL`, :data:`MAP`, :data:`REDUCE`).
+* ``payload`` arrives wrapped in :class:`Portable`, and the result goes back wrapped too.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["worker_state"]
+
+CALL = "call"  # payload (args, kwargs): func(*args, **kwargs)
+MAP = "map"  # payload [items]: [func(x) for x in items]
+REDUCE = "reduce"  # payload [items]: functools.reduce(func, items)
+
+SLOT_FREE = 0
+SLOT_CANCELLED = -1
+
+#: Returned instead of a result when the parent cancelled a job before it started.
+SKIPPED = "aiopar:skipped"
+
+_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<not in a worker>"
+
+
+_NOT_IN_WORKER: Any = _Unset()
+_state: Any = _NOT_IN_WORKER
+_init_error: BaseException | None = None
+_slots: Any = None
+_func_cache: dict[bytes, Callable[..., Any]] = {}
+_FUNC_CACHE_SIZE = 64
+
+
+def dumps(obj: object) -> bytes:
+    """Pickle with plain pickle, falling back to cloudpickle (lambdas, closures, __main__)."""
+    try:
+        return pickle.dumps(obj, protocol=_PICKLE_PROTOCOL)
+    except Exception:
+        import cloudpickle
+
+        return bytes(cloudpickle.dumps(obj, protocol=_PICKLE_PROTOCOL))
+
+
+class Portable:
+    """Carries an object across processes, pickling it when (and where) it is sent.
+
+    The executor pickles its call arguments in its own feeder thread and a worker's
+    result in the worker, so wrapping an object here keeps that work off the event
+    loop, while still falling back to cloudpickle for what plain pickle refuses.
+    Inside one process (a thread-based ``executor=``), the object is passed as is.
+    """
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __reduce__(self) -> tuple[Callable[[bytes], object], tuple[bytes]]:
+        return (pickle.loads, (dumps(self.obj),))
+
+
+def unwrap(value: object) -> object:
+    """The object inside a :class:`Portable`, or ``value`` itself once it was unpickled."""
+    return value.obj if isinstance(value, Portable) else value
+
+
+def worker_state() -> Any:
+    """Return what the pool's ``initializer`` returned in this worker process.
+
+    Call it from a function that runs in a worker: it is how tasks reach a model, a
+    connection or a file that each worker loads once. Returns ``None`` when the pool has
+    no initializer.
+
+    Raises:
+        RuntimeError: when called outside an aiopar worker process.
+    """
+    if _state is _NOT_IN_WORKER:
+        raise RuntimeError(
+            "aiopar.worker_state() was called outside a worker: call it from a function "
+            "that runs in the pool (for example one passed to submit() or amap())"
+        )
+    return _state
+
+
+def init_worker(
+    slots: Any,
+    parent_sys_path: Sequence[str],
+    initializer_blob: bytes | None,
+    initargs_blob: bytes | None,
+) -> None:
+    """Prepare a new worker: signals, import path, parent watch, user initializer."""
+    global _state, _slots, _init_error
+    # Ctrl-C goes to the whole process group; the parent decides what happens, so the
+    # workers must not each print a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for entry in parent_sys_path:
+        if entry not in sys.path:
+            sys.path.append(entry)
+    _slots = slots
+    _start_parent_watch()
+    _state = None
+    if initializer_blob is not None:
+        try:
+            initializer = pickle.loads(initializer_blob)
+            initargs = pickle.loads(initargs_blob) if initargs_blob is not None else ()
+            _state = initializer(*initargs)
+        except BaseException as exc:  # reported to every job, see run_job
+            _init_error = exc
+
+
+def _start_parent_watch() -> None:
+    """Exit this worker when the process that started it is gone (even after SIGKILL)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="aiopar-parent-watch", daemon=True).start()
+
+
+def _load_func(blob: bytes) -> Callable[..., Any]:
+    func = _func_cache.get(blob)
+    if func is None:
+        func = pickle.loads(blob)
+        if len(_func_cache) >= _FUNC_CACHE_SIZE:
+            _func_cache.pop(next(iter(_func_cache)))
+        _func_cache[blob] = func
+    return func
+
+
+def _portable_exception(exc: BaseException) -> BaseException:
+    """``exc`` itself if it survives a pickle round trip, else a RemoteError copy."""
+    try:
+        pickle.loads(pickle.dumps(exc, protocol=_PICKLE_PROTOCOL))
+    except Exception:
+        from .errors import RemoteError
+
+        cls = type(exc)
+        return RemoteError(
+            f"{cls.__module__}.{cls.__qualname__}",
+            str(exc),
+            "".join(traceback.format_exception(exc)),
+        )
+    return exc
+
+
+def run_job(slot: int, func_blob: bytes, kind: str, payload: object) -> tuple[float, object]:
+    """Run one job in this worker; return ``(seconds spent computing, Portable(result))``."""
+    if _slots is not None and slot >= 0:
+        if _slots[slot] == SLOT_CANCELLED:
+            return (0.0, SKIPPED)
+        _slots[slot] = os.getpid()
+    if _init_error is not None:
+        raise RuntimeError(
+            "the pool's initializer failed in this worker, so no task can run"
+        ) from _portable_exception(_init_error)
+    data = unwrap(payload)
+    try:
+        func = _load_func(func_blob)
+        start = time.perf_counter()
+        if kind == CALL:
+            args, kwargs = data  # type: ignore[misc]
+            result = func(*args, **kwargs)
+        elif kind == MAP:
+            result = [func(item) for item in data]  # type: ignore[attr-defined]
+        elif kind == REDUCE:
+            result = functools.reduce(func, data)  # type: ignore[call-overload]
+        else:
+            raise ValueError(f"unknown job kind {kind!r}")
+        elapsed = time.perf_counter() - start
+    except BaseException as exc:
+        portable = _portable_exception(exc)
+        if portable is exc:
+            raise
+        raise portable.with_traceback(exc.__traceback__) from None
+    return (elapsed, Portable(result))
