@@ -60,9 +60,7 @@ def _kind(data: object) -> str:
     )
 
 
-def split(
-    data: Any, *, chunks: int | None, chunksize: int | None, workers: int
-) -> list[Any]:
+def split(data: Any, *, chunks: int | None, chunksize: int | None, workers: int) -> list[Any]:
     """Cut ``data`` into contiguous pieces (views where possible); see module docstring.
 
     Always returns at least one piece (an empty one for empty data), so the function
@@ -85,7 +83,9 @@ def split(
 
 def _bounds(length: int, count: int, chunksize: int | None) -> list[tuple[int, int]]:
     if chunksize is not None:
-        return [(start, min(start + chunksize, length)) for start in range(0, max(length, 1), chunksize)]
+        return [
+            (start, min(start + chunksize, length)) for start in range(0, max(length, 1), chunksize)
+        ]
     base, extra = divmod(length, count)
     bounds = []
     start = 0
@@ -157,8 +157,10 @@ class ChunkSizer:
 
     def ready(self) -> bool:
         """False while probing: wait for a measurement before sending more chunks."""
-        return self._fixed is not None or self._seconds_per_item is not None or (
-            self._probes < self._workers
+        return (
+            self._fixed is not None
+            or self._seconds_per_item is not None
+            or (self._probes < self._workers)
         )
 
     def next_size(self) -> int:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import atexit
 import threading
 
-import anyio
-
 from ._pool import Pool
 
 __all__ = ["get_default_pool", "shutdown"]

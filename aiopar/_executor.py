@@ -8,9 +8,9 @@ The path of one job::
       (non-blocking)                     │ at most `limit` jobs in the executor
                                          ├──► Executor.submit(run_job, slot, func, kind,
                                          │                    Portable(payload))
-                                         │         pickled by the executor's feeder thread ─► worker:
-                                         │                                      writes its pid in
-                                         │                                      slots[slot], runs
+                                         │    pickled by the executor's feeder thread ─► worker:
+                                         │                                 writes its pid in
+                                         │                                 slots[slot], runs
     job.future ◄── set_result ◄── "done" event ◄── done-callback (executor's manager thread)
       │  a done-callback on job.future wakes the waiting event loop (see _waiting.py)
 
@@ -22,8 +22,8 @@ Why a thread of our own, and not executor.submit() straight from the event loop:
   were really in the executor; they are sorted out with the shared ``slots`` table (which
   pid runs which job). The job whose worker died fails with WorkerCrashedError; every
   other one is sent again to a new executor.
-* ``cancel="kill"`` knows the pid to terminate; a job cancelled before it starts is
-  marked in its slot and skipped by the worker.
+* ``cancel="kill"`` knows the pid to terminate; a job cancelled before a worker starts
+  it is marked in its slot and skipped by the worker.
 * Rebuilding the executor (and starting processes) blocks: it happens here, never on the
   event-loop thread, and never inside an executor callback.
 """
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import functools
 import itertools
 import multiprocessing
 import os
@@ -130,7 +131,7 @@ class Dispatcher:
         self._breakages_in_a_row = 0
         self._closed = False
         if self._owns_executor:
-            self._slots: Any = mp_context.RawArray("q", self._limit)  # type: ignore[attr-defined]
+            self._slots: Any = mp_context.RawArray("q", self._limit)
             self._free_slots = list(range(self._limit))
             self._executor: cf.Executor = self._new_executor()
         else:
@@ -147,9 +148,10 @@ class Dispatcher:
         """Queue ``job``; its ``future`` receives the result. Never blocks."""
         self._events.put(("submit", job))
 
-    def kill(self, job: Job) -> None:
-        """Stop ``job``: skip it if it has not started, else terminate its worker."""
-        self._events.put(("kill", job))
+    def cancel(self, job: Job, *, kill: bool) -> None:
+        """Drop ``job``: skip it if no worker started it; if one did, terminate that
+        worker when ``kill`` is true, else let it finish. Its result is dropped."""
+        self._events.put(("cancel", job, kill))
 
     def close(self) -> None:
         """Cancel queued jobs, let running ones finish, stop the workers. Blocks."""
@@ -177,14 +179,14 @@ class Dispatcher:
                     self._accept(event[1])
                 elif what == "done":
                     self._finish(event[1], event[2], event[3])
-                elif what == "kill":
-                    self._kill(event[1])
+                elif what == "cancel":
+                    self._cancel(event[1], event[2])
                 elif what == "close":
                     self._shutdown()
                     return
                 self._pump()
             except Exception as exc:  # a bug of ours: fail that job, keep serving the rest
-                if what in ("submit", "done", "kill"):
+                if what in ("submit", "done", "cancel"):
                     _set_exception(event[1].future, exc)
 
     def _accept(self, job: Job) -> None:
@@ -223,7 +225,7 @@ class Dispatcher:
             return
         job.exec_future = exec_future
         self._inflight.add(job)
-        exec_future.add_done_callback(lambda f, job=job: self._on_exec_done(job, f))
+        exec_future.add_done_callback(functools.partial(self._on_exec_done, job))
 
     def _on_exec_done(self, job: Job, exec_future: cf.Future[Any]) -> None:
         # Runs in the executor's manager thread (or ours): only look, then hand over.
@@ -305,7 +307,7 @@ class Dispatcher:
         self._generation += 1
         old.shutdown(wait=False, cancel_futures=True)
 
-    def _kill(self, job: Job) -> None:
+    def _cancel(self, job: Job, kill: bool) -> None:
         if job.future.done():
             return
         job.cancel_requested = True
@@ -317,12 +319,12 @@ class Dispatcher:
         if self._slots is None:
             return  # a foreign executor: the job runs to its end, its result is dropped
         pid = int(self._slots[job.slot])
-        if pid > 0:
+        if pid > 0 and kill:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        else:
+        elif pid == _worker.SLOT_FREE:
             self._slots[job.slot] = _worker.SLOT_CANCELLED
 
     def _shutdown(self) -> None:
@@ -355,4 +357,3 @@ class Dispatcher:
             initargs=(self._slots, list(sys.path), *self._init),
             max_tasks_per_child=self._max_tasks_per_child,
         )
-

@@ -16,7 +16,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Sized,
+)
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -52,7 +60,7 @@ def _iterate(items: object) -> tuple[Iterator[Any] | AsyncIterator[Any], int | N
         raise TypeError(
             f"items must be an iterable or async iterable, got {type(items).__name__}: {items!r}"
         )
-    length = len(items) if hasattr(items, "__len__") else None
+    length = len(items) if isinstance(items, Sized) else None
     return iter(items), length
 
 
@@ -88,7 +96,7 @@ async def _chunk_results(
     ordered: bool,
     max_inflight: int | None,
     progress: bool = False,
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """Yield the result list of each chunk; the engine of imap and amap."""
     from ._pool import func_name, pickle_function
 
@@ -180,7 +188,12 @@ async def amap(
 ) -> list[R]:
     values: list[R] = []
     results = _chunk_results(
-        pool, func, items, chunksize=chunksize, ordered=ordered, max_inflight=None,
+        pool,
+        func,
+        items,
+        chunksize=chunksize,
+        ordered=ordered,
+        max_inflight=None,
         progress=progress,
     )
     async with contextlib.aclosing(results):

@@ -136,8 +136,10 @@ class Pool:
                 ("max_tasks_per_child", max_tasks_per_child),
             ):
                 if value is not None:
-                    raise ValueError(f"{name} configures our own processes; it cannot be "
-                                     "combined with executor=...")
+                    raise ValueError(
+                        f"{name} configures our own processes; it cannot be "
+                        "combined with executor=..."
+                    )
         method = start_method or _default_start_method()
         if method == "fork":
             raise ValueError(
@@ -250,9 +252,9 @@ class Pool:
         if not running:
             return
         dispatcher = self._dispatcher
-        if self.cancel_mode == "kill" and dispatcher is not None:
+        if dispatcher is not None:
             for job in running:
-                dispatcher.kill(job)
+                dispatcher.cancel(job, kill=self.cancel_mode == "kill")
         with anyio.CancelScope(shield=True):
             if watcher is None:
                 watcher = FutureWatcher()
@@ -334,7 +336,12 @@ class Pool:
         Cancellation: as :meth:`amap`.
         """
         return await _maps.amap_chunks(
-            self, func, data, chunks=chunks, chunksize=chunksize, combine=combine,
+            self,
+            func,
+            data,
+            chunks=chunks,
+            chunksize=chunksize,
+            combine=combine,
             progress=progress,
         )
 
@@ -351,7 +358,7 @@ class Pool:
     async def gather(
         self, *refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False
     ) -> list[Any]:
-        """Like :func:`asyncio.gather` for TaskRefs and other awaitables; see :func:`aiopar.gather`."""
+        """Like :func:`asyncio.gather` for TaskRefs and awaitables; see :func:`aiopar.gather`."""
         return await _tasks.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
 
     @overload
@@ -390,4 +397,3 @@ class Pool:
         return await _reduce.tree_reduce(
             self, func, items, initial=initial, chunksize=chunksize, ordered=ordered
         )
-

@@ -76,7 +76,9 @@ class _Tree:
         self.watcher = FutureWatcher()
 
     def send(self, kind: str, payload: object) -> cf.Future[Any]:
-        job = Job(self.blob, kind, payload, f"step {len(self.jobs) + 1} of tree_reduce({self.name})")
+        job = Job(
+            self.blob, kind, payload, f"step {len(self.jobs) + 1} of tree_reduce({self.name})"
+        )
         self.jobs.append(job)
         self.watcher.watch(job.future)
         self.pool._send(job)

@@ -57,9 +57,13 @@ class TaskRef(Generic[R]):
 
     def __repr__(self) -> str:
         future = self._job.future
-        state = "cancelled" if future.cancelled() else (
-            "failed" if future.done() and future.exception() else (
-                "done" if future.done() else "pending"
+        state = (
+            "cancelled"
+            if future.cancelled()
+            else (
+                "failed"
+                if future.done() and future.exception()
+                else ("done" if future.done() else "pending")
             )
         )
         return f"<TaskRef {self._job.label} {state}>"
@@ -129,7 +133,9 @@ def _resolve(value: Any, depth: int = 0) -> Any:
     return type(value)(resolved)
 
 
-def submit(pool: Pool, func: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskRef[R]:
+def submit(
+    pool: Pool, func: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> TaskRef[R]:
     """Make the job for ``func(*args, **kwargs)`` and send it once its dependencies are in."""
     from ._pool import func_name, pickle_function
 

@@ -182,17 +182,17 @@ def run_job(slot: int, func_blob: bytes, kind: str, payload: object) -> tuple[fl
         raise RuntimeError(
             "the pool's initializer failed in this worker, so no task can run"
         ) from _portable_exception(_init_error)
-    data = unwrap(payload)
+    data: Any = unwrap(payload)
     try:
         func = _load_func(func_blob)
         start = time.perf_counter()
         if kind == CALL:
-            args, kwargs = data  # type: ignore[misc]
+            args, kwargs = data
             result = func(*args, **kwargs)
         elif kind == MAP:
-            result = [func(item) for item in data]  # type: ignore[attr-defined]
+            result = [func(item) for item in data]
         elif kind == REDUCE:
-            result = functools.reduce(func, data)  # type: ignore[call-overload]
+            result = functools.reduce(func, data)
         else:
             raise ValueError(f"unknown job kind {kind!r}")
         elapsed = time.perf_counter() - start

@@ -1,0 +1,83 @@
+"""Shared fixtures: backends, and a guard that fails any test leaking processes or segments.
+
+Tests that must run on every backend use the anyio plugin (``@pytest.mark.anyio``) with
+the ``anyio_backend`` fixture below: asyncio, asyncio on uvloop, and trio. Tests that
+are about asyncio alone use pytest-asyncio (strict mode).
+"""
+
+from __future__ import annotations
+
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import os
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+import aiopar._default
+
+BACKENDS = [
+    pytest.param(("asyncio", {}), id="asyncio"),
+    pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    pytest.param(("trio", {}), id="trio"),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    return request.param  # type: ignore[no-any-return]
+
+
+def _infrastructure_pids() -> set[int]:
+    """Processes meant to outlive a test: multiprocessing's helpers, default-pool workers."""
+    pids = set()
+    forkserver = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    tracker = getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)
+    pids.update(pid for pid in (forkserver, tracker) if pid)
+    pool = aiopar._default._pool
+    if pool is not None:
+        pids.update(pool.worker_pids())
+    return pids
+
+
+def _children() -> set[int]:
+    try:
+        return {child.pid for child in psutil.Process().children(recursive=True)
+                if child.status() != psutil.STATUS_ZOMBIE}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def _segments() -> set[str]:
+    try:
+        return {name for name in os.listdir("/dev/shm") if name.startswith(("psm_", "aiopar"))}
+    except FileNotFoundError:
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail the test if it leaves a child process or a shared-memory segment behind."""
+    before_children = _children()
+    before_segments = _segments()
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        leaked = _children() - before_children - _infrastructure_pids()
+        segments = _segments() - before_segments
+        if not leaked and not segments:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    details = []
+    for pid in sorted(leaked):
+        try:
+            details.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())[:120]}")
+        except psutil.NoSuchProcess:
+            details.append(f"{pid}: gone")
+    pytest.fail(
+        f"test leaked child processes {details} and/or shared-memory segments {sorted(segments)}"
+    )

@@ -1,0 +1,165 @@
+"""Pool lifecycle and options; the default pool; foreign executors."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import os
+
+import anyio
+import pytest
+
+import aiopar
+import aiopar._default
+from tests import workers
+
+
+@pytest.mark.asyncio
+async def test_pool_runs_work_in_other_processes_and_stops_them() -> None:
+    async with aiopar.Pool(workers=2) as pool:
+        pids = set(await pool.amap(workers.slow_pid, range(4), chunksize=1))
+        live = pool.worker_pids()
+    assert os.getpid() not in pids
+    assert pids <= set(live)
+    assert len(pids) == 2
+    assert pool.closed
+    for pid in live:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.asyncio
+async def test_closed_or_unopened_pool_says_how_to_use_it() -> None:
+    pool = aiopar.Pool(workers=1)
+    with pytest.raises(RuntimeError, match="async with aiopar.Pool"):
+        await pool.amap(workers.square, [1])
+    async with pool:
+        assert await pool.amap(workers.square, [3]) == [9]
+    with pytest.raises(RuntimeError, match="closed"):
+        await pool.amap(workers.square, [1])
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(workers.square, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "names"),
+    [
+        ({"workers": 0}, ValueError, "workers"),
+        ({"workers": -1}, ValueError, "workers"),
+        ({"workers": 1.5}, TypeError, "workers"),
+        ({"workers": True}, TypeError, "workers"),
+        ({"max_tasks_per_child": 0}, ValueError, "max_tasks_per_child"),
+        ({"cancel": "maybe"}, ValueError, "cancel"),
+        ({"start_method": "fork"}, ValueError, "forkserver"),
+        ({"start_method": "teleport"}, ValueError, "start_method"),
+        ({"initializer": 42}, TypeError, "initializer"),
+        ({"initargs": [1]}, TypeError, "initargs"),
+        ({"executor": object()}, TypeError, "executor"),
+        ({"retries": -1}, ValueError, "retries"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_option(
+    kwargs: dict[str, object], error: type[Exception], names: str
+) -> None:
+    with pytest.raises(error, match=names):
+        aiopar.Pool(**kwargs)  # type: ignore[arg-type]
+
+
+def test_kill_mode_and_process_options_need_our_own_processes() -> None:
+    with cf.ThreadPoolExecutor(1) as executor:
+        with pytest.raises(ValueError, match="kill"):
+            aiopar.Pool(executor=executor, cancel="kill")
+        with pytest.raises(ValueError, match="initializer"):
+            aiopar.Pool(executor=executor, initializer=workers.make_state)
+
+
+@pytest.mark.asyncio
+async def test_initializer_state_is_reachable_from_tasks() -> None:
+    async with aiopar.Pool(workers=2, initializer=workers.make_state, initargs=("model",)) as pool:
+        states = await pool.amap(workers.get_state, range(6), chunksize=1)
+        pids = await pool.amap(workers.slow_pid, range(4), chunksize=1)
+    assert {state.split("-")[0] for state in states} == {"model"}
+    assert {int(state.split("-")[1]) for state in states} <= set(pids) | {
+        int(s.split("-")[1]) for s in states
+    }
+    # each worker computed its own state once: as many distinct states as workers used
+    assert 1 <= len(set(states)) <= 2
+
+
+@pytest.mark.asyncio
+async def test_worker_state_without_initializer_is_none_and_fails_outside_workers() -> None:
+    async with aiopar.Pool(workers=1) as pool:
+        assert await pool.amap(workers.get_state, [0]) == [None]
+    with pytest.raises(RuntimeError, match="outside a worker"):
+        aiopar.worker_state()
+
+
+@pytest.mark.asyncio
+async def test_failing_initializer_is_reported_to_every_task() -> None:
+    async with aiopar.Pool(workers=1, initializer=workers.failing_initializer) as pool:
+        with pytest.raises(RuntimeError, match="initializer failed") as info:
+            await pool.submit(workers.square, 2)
+    assert "model file missing" in repr(info.value.__cause__)
+
+
+@pytest.mark.asyncio
+async def test_max_tasks_per_child_replaces_workers() -> None:
+    async with aiopar.Pool(workers=1, max_tasks_per_child=2) as pool:
+        pids = [await pool.submit(workers.pid) for _ in range(6)]
+    assert len(set(pids)) == 3
+
+
+@pytest.mark.asyncio
+async def test_spawn_start_method_works() -> None:
+    async with aiopar.Pool(workers=1, start_method="spawn") as pool:
+        assert await pool.amap(workers.square, range(5)) == [0, 1, 4, 9, 16]
+        assert await pool.submit(workers.add, pool.submit(workers.square, 3), 1) == 10
+
+
+@pytest.mark.asyncio
+async def test_foreign_executor_is_used_and_not_shut_down() -> None:
+    with cf.ThreadPoolExecutor(2) as executor:
+        async with aiopar.Pool(workers=2, executor=executor) as pool:
+            assert await pool.amap(workers.square, range(10)) == [x * x for x in range(10)]
+            assert await pool.submit(workers.pid) == os.getpid()  # threads: same process
+        assert executor.submit(workers.square, 4).result() == 16  # still usable
+
+
+@pytest.mark.asyncio
+async def test_foreign_process_executor_runs_lambdas() -> None:
+    with cf.ProcessPoolExecutor(1) as executor:
+        async with aiopar.Pool(workers=1, executor=executor) as pool:
+            assert await pool.amap(lambda x: x + 1, [1, 2]) == [2, 3]
+
+
+def test_default_pool_is_reused_across_event_loops_and_backends() -> None:
+    async def worker_pids() -> set[int]:
+        return set(await aiopar.amap(workers.slow_pid, range(4), chunksize=1))
+
+    first = anyio.run(worker_pids)
+    second = anyio.run(worker_pids, backend="trio")
+    third = asyncio.run(worker_pids())
+    pool = aiopar.get_default_pool()
+    assert first | second | third <= set(pool.worker_pids())
+    assert pool is aiopar.get_default_pool()
+
+
+@pytest.mark.asyncio
+async def test_shutdown_closes_default_pool_and_next_call_makes_a_new_one() -> None:
+    old = aiopar.get_default_pool()
+    assert await aiopar.amap(workers.square, [2]) == [4]
+    old_pids = old.worker_pids()
+    await aiopar.shutdown()
+    assert old.closed
+    assert aiopar._default._pool is None
+    for pid in old_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert await aiopar.amap(workers.square, [3]) == [9]
+    assert aiopar.get_default_pool() is not old
+
+
+@pytest.mark.asyncio
+async def test_pool_argument_of_module_functions_is_checked() -> None:
+    with pytest.raises(TypeError, match="pool"):
+        await aiopar.amap(workers.square, [1], pool="mine")  # type: ignore[arg-type]

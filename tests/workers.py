@@ -1,0 +1,144 @@
+"""Functions that tests send to worker processes.
+
+They live at module level of an importable module, so they work with the forkserver
+and spawn start methods.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import aiopar
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def double(x: Any) -> Any:
+    return x * 2
+
+
+def add(a: Any, b: Any) -> Any:
+    return a + b
+
+
+def concat(a: str, b: str) -> str:
+    return a + b
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def total(*args: Any, **kwargs: Any) -> Any:
+    """Sum positional and keyword values, flattening lists, tuples, sets and dict values."""
+
+    def flat(value: Any) -> Any:
+        if isinstance(value, dict):
+            return sum(flat(v) for v in value.values())
+        if isinstance(value, list | tuple | set | frozenset):
+            return sum(flat(v) for v in value)
+        return value
+
+    return flat(args) + flat(kwargs)
+
+
+def sleep_then(x: Any, seconds: float = 0.2) -> Any:
+    time.sleep(seconds)
+    return x
+
+
+def pid(_: Any = None) -> int:
+    return os.getpid()
+
+
+def slow_pid(_: Any = None) -> int:
+    time.sleep(0.3)
+    return os.getpid()
+
+
+def fail(x: Any) -> Any:
+    raise ValueError(f"bad item {x!r}")
+
+
+def fail_on(x: int, bad: int = 3) -> int:
+    if x == bad:
+        raise ValueError(f"bad item {x!r}")
+    return x
+
+
+def die(x: Any = None) -> Any:
+    os._exit(13)
+
+
+def die_on(x: int, bad: int = 3) -> int:
+    if x == bad:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def get_state(_: Any = None) -> Any:
+    return aiopar.worker_state()
+
+
+def make_state(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}"
+
+
+def failing_initializer() -> None:
+    raise OSError("model file missing")
+
+
+class NeedsTwoArgs(Exception):
+    """An exception whose __init__ cannot be rebuilt from its pickle."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"code {code}: {detail}")
+        self.code = code
+
+
+def raise_needs_two(_: Any = None) -> None:
+    raise NeedsTwoArgs(7, "disk on fire")
+
+
+class Unpicklable(Exception):
+    def __reduce__(self) -> Any:
+        raise TypeError("this exception refuses to be pickled")
+
+
+def raise_unpicklable(_: Any = None) -> None:
+    raise Unpicklable("cannot travel")
+
+
+def return_lambda(_: Any = None) -> Any:
+    return lambda y: y + 1
+
+
+def sum_chunk(chunk: Any) -> Any:
+    return sum(chunk)
+
+
+def rows(frame: Any) -> int:
+    return len(frame)
+
+
+def negate(chunk: Any) -> Any:
+    return -chunk
+
+
+def mark_sleep(path: str, seconds: float = 0.5) -> str:
+    """Sleep, then record that we finished (to see whether a cancelled task ran on)."""
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write("finished\n")
+    return path
+
+
+def append_line(path: str) -> str:
+    with open(path, "a") as f:
+        f.write("ran\n")
+    return path
