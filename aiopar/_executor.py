@@ -191,13 +191,18 @@ class Dispatcher:
 
     def _accept(self, job: Job) -> None:
         if self._closed:
-            _set_exception(job.future, RuntimeError("the pool is closed"))
-        elif job.future.set_running_or_notify_cancel():
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(RuntimeError("the pool is closed"))
+        elif not job.future.done():
             self._pending.append(job)
 
     def _pump(self) -> None:
         while self._pending and len(self._inflight) < self._limit:
             job = self._pending.popleft()
+            # A job waiting here is PENDING, so its caller can still cancel() it; it
+            # becomes RUNNING when first handed to the executor (a resent one already is).
+            if job.generation < 0 and not job.future.set_running_or_notify_cancel():
+                continue
             if job.cancel_requested:
                 _set_exception(job.future, _cancel_error(job))
                 continue
@@ -305,17 +310,16 @@ class Dispatcher:
         old = self._executor
         self._executor = self._new_executor()
         self._generation += 1
-        old.shutdown(wait=False, cancel_futures=True)
+        old.shutdown(wait=False)
 
     def _cancel(self, job: Job, kill: bool) -> None:
         if job.future.done():
             return
         job.cancel_requested = True
-        exec_future = job.exec_future
-        if exec_future is None:  # still pending with us: _pump drops it
+        if job.exec_future is None:  # still pending with us: _pump drops it
             return
-        if exec_future.cancel():
-            return
+        # Never exec_future.cancel(): CPython 3.11's broken-pool path then fails on the
+        # cancelled future in its own thread. Marking the slot makes the worker skip it.
         if self._slots is None:
             return  # a foreign executor: the job runs to its end, its result is dropped
         pid = int(self._slots[job.slot])
@@ -330,10 +334,14 @@ class Dispatcher:
     def _shutdown(self) -> None:
         self._closed = True
         for job in self._pending:
-            _set_exception(job.future, _cancel_error(job))
+            if not job.future.cancel():  # a resent job is RUNNING already
+                _set_exception(job.future, _cancel_error(job))
         self._pending.clear()
         if self._owns_executor:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            for job in self._inflight:  # in the executor, but not started: skip them
+                if self._slots[job.slot] == _worker.SLOT_FREE:
+                    self._slots[job.slot] = _worker.SLOT_CANCELLED
+            self._executor.shutdown(wait=True)
         # Deliver what finished while shutting down; refuse anything new.
         while self._inflight:
             event = self._events.get()

@@ -96,6 +96,7 @@ async def _chunk_results(
     ordered: bool,
     max_inflight: int | None,
     progress: bool = False,
+    caller: str = "imap",
 ) -> AsyncGenerator[list[Any], None]:
     """Yield the result list of each chunk; the engine of imap and amap."""
     from ._pool import func_name, pickle_function
@@ -132,7 +133,7 @@ async def _chunk_results(
                 if not chunk:
                     break
                 count += 1
-                job = Job(blob, MAP, chunk, f"chunk {count} of imap({name})")
+                job = Job(blob, MAP, chunk, f"chunk {count} of {caller}({name})")
                 sizes[job] = len(chunk)
                 items_out += len(chunk)
                 out.append(job)
@@ -195,6 +196,7 @@ async def amap(
         ordered=ordered,
         max_inflight=None,
         progress=progress,
+        caller="amap",
     )
     async with contextlib.aclosing(results):
         async for chunk in results:

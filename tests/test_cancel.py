@@ -1,0 +1,96 @@
+"""Cancellation and timeouts: queued work never starts, running work is awaited or killed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import anyio
+import pytest
+
+import aiopar
+from tests import workers
+
+
+def _lines(path: object) -> int:
+    try:
+        with open(str(path)) as f:
+            return len(f.readlines())
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.asyncio
+async def test_timeout_on_amap_drops_queued_chunks_and_waits_for_running(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "done.txt"
+    async with aiopar.Pool(workers=2) as pool:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await pool.amap(workers.mark_sleep, [str(marker)] * 20, chunksize=1)
+        # cancel="wait": the two running chunks were awaited before the timeout returned
+        finished = _lines(marker)
+        assert 1 <= finished <= 4
+        await anyio.sleep(0.7)
+        assert _lines(marker) == finished  # nothing queued started afterwards
+        assert await pool.amap(workers.square, [2]) == [4]
+
+
+@pytest.mark.asyncio
+async def test_cancel_kill_terminates_running_work_and_replaces_workers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "done.txt"
+    async with aiopar.Pool(workers=2, cancel="kill") as pool:
+        await pool.amap(workers.square, range(4), chunksize=1)  # start both workers
+        before = set(pool.worker_pids())
+        task = asyncio.ensure_future(
+            pool.amap(workers.mark_sleep, [str(marker)] * 4, chunksize=1)
+        )
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await anyio.sleep(0.8)
+        assert _lines(marker) == 0  # no running chunk got to finish
+        assert await pool.amap(workers.pid, range(2), chunksize=1)
+        assert set(pool.worker_pids()).isdisjoint(before)
+
+
+@pytest.mark.asyncio
+async def test_cancelling_an_awaited_taskref_cancels_the_task(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "ran.txt"
+    async with aiopar.Pool(workers=1) as pool:
+        blocker = pool.submit(workers.sleep_then, "b", 0.4)
+        other = pool.submit(workers.sleep_then, "o", 0.01)  # fills the executor slot
+        queued = pool.submit(workers.append_line, str(marker))
+        with anyio.move_on_after(0.1) as scope:
+            await queued
+        assert scope.cancelled_caught
+        assert queued.cancelled()
+        assert await blocker == "b" and await other == "o"
+    assert not marker.exists()
+
+
+@pytest.mark.asyncio
+async def test_closing_imap_early_stops_its_work(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "done.txt"
+    async with aiopar.Pool(workers=2) as pool:
+        stream = pool.imap(workers.mark_sleep, [str(marker)] * 30, chunksize=1)
+        first = await anext(stream)
+        await stream.aclose()  # type: ignore[attr-defined]
+        settled = _lines(marker)
+        await anyio.sleep(0.8)
+        assert _lines(marker) == settled < 30
+        assert first == str(marker)
+
+
+@pytest.mark.asyncio
+async def test_pool_exit_cancels_queued_tasks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "ran.txt"
+    async with aiopar.Pool(workers=1) as pool:
+        pool.submit(workers.sleep_then, 0, 0.3)
+        pool.submit(workers.sleep_then, 0, 0.01)
+        late = [pool.submit(workers.append_line, str(marker)) for _ in range(5)]
+    assert all(ref.cancelled() or ref.done() for ref in late)
+    assert _lines(marker) == 0
+    for pid in pool.worker_pids():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
