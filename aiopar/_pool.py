@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar, overload
@@ -49,6 +50,37 @@ def default_workers() -> int:
 def _default_start_method() -> str:
     methods = multiprocessing.get_all_start_methods()
     return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def check_main_module() -> None:
+    """Refuse to start workers from a script whose top level would run again in them.
+
+    With forkserver and spawn, each worker imports the main script. If the script
+    starts work at import time (no ``if __name__ == "__main__":``), every worker would
+    start work again: multiprocessing then fails in each worker with a wall of
+    tracebacks. Say so once, in the parent, with the fix.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            "aiopar was called while a worker process was importing the main module; "
+            'put the code that starts work under `if __name__ == "__main__":`'
+        )
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return  # interactive, notebook, python -c: nothing is imported again
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            source = file.read()
+    except OSError:
+        return
+    if "__name__" in source and "__main__" in source:
+        return
+    raise RuntimeError(
+        f"{path} starts aiopar work when it is imported, and worker processes import it "
+        f"again (start method forkserver/spawn); put the code that starts work under "
+        f'`if __name__ == "__main__":` in {os.path.basename(path)}'
+    )
 
 
 def func_name(func: object) -> str:
@@ -176,10 +208,16 @@ class Pool:
         """Start the pool's dispatcher; workers start on first use. Cheap, non-blocking.
 
         ``async with Pool(...)`` calls this for you.
+
+        Raises:
+            RuntimeError: when the main script lacks ``if __name__ == "__main__":``
+                (its workers would import it and start work again).
         """
         if self._closed:
             raise RuntimeError("this Pool is closed; make a new one")
         if self._dispatcher is None:
+            if self._executor is None:
+                check_main_module()
             self._dispatcher = Dispatcher(
                 workers=self.workers,
                 mp_context=multiprocessing.get_context(self.start_method),

@@ -105,3 +105,32 @@ def test_errors_pickle_and_describe_exits() -> None:
     assert describe_exit(-9) == "was killed by SIGKILL"
     assert describe_exit(3) == "exited with code 3"
     assert describe_exit(None) == "ended for an unknown reason"
+
+
+def test_script_without_main_guard_gets_one_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    script = tmp_path / "noguard.py"
+    script.write_text(
+        "import anyio, aiopar\n"
+        "def square(x):\n    return x * x\n"
+        "print(anyio.run(aiopar.amap, square, [1, 2]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert 'if __name__ == "__main__":' in done.stderr
+    assert done.stderr.count("Traceback") == 1
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(
+        "import anyio, aiopar\n"
+        "def square(x):\n    return x * x\n"
+        'if __name__ == "__main__":\n    print(anyio.run(aiopar.amap, square, [1, 2]))\n'
+    )
+    done = subprocess.run(
+        [sys.executable, str(guarded)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1, 4]"
