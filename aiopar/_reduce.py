@@ -2,9 +2,10 @@
 
 Runs of plain values are first cut into chunks, each reduced sequentially in one job
 (so a million cheap items make a handful of jobs, not a million); TaskRefs and other
-awaitables stay leaves of their own. Then, whenever two *adjacent* partial results are
-ready (``ordered=True``), or *any* two (``ordered=False``), one job combines them. When
-everything is ready at once that pairs (0,1), (2,3), …: depth ⌈log₂ n⌉.
+awaitables stay leaves of their own. With ``ordered=True`` the partial results are the
+leaves of a balanced tree fixed up front, pairs (0,1), (2,3), … level by level, so the
+depth is ⌈log₂ n⌉; each node is combined by one job as soon as its two children are
+done. With ``ordered=False`` (commutative ``func``) *any* two ready results are combined.
 
 The choice of chunk size: ``ceil(n / (2 * workers))`` items. A chunk of c items costs
 c − 1 calls in a row, but the workers are busy either way: the total time is the same as
@@ -65,6 +66,28 @@ async def _settle(awaitable: Awaitable[Any], future: cf.Future[Any]) -> None:
         future.set_exception(exc)
 
 
+class _Node:
+    """A leaf (a partial result's future) or an inner node of the ordered tree."""
+
+    __slots__ = ("future", "left", "right")
+
+    def __init__(
+        self,
+        left: _Node | None = None,
+        right: _Node | None = None,
+        future: cf.Future[Any] | None = None,
+    ) -> None:
+        self.left = left
+        self.right = right
+        self.future = future
+
+    def children_done(self) -> bool:
+        return all(
+            child is not None and child.future is not None and child.future.done()
+            for child in (self.left, self.right)
+        )
+
+
 class _Tree:
     """The state of one reduction: the partial results, in order, and our jobs."""
 
@@ -88,26 +111,27 @@ class _Tree:
         return self.send(CALL, ((left.result(), right.result()), {}))
 
     async def ordered(self, parts: list[cf.Future[Any]]) -> Any:
+        # The shape is fixed up front: adjacent pairs, level by level, an odd one out
+        # moving up. Each node is combined as soon as both its children are done.
+        nodes: list[_Node] = []
+        level: list[_Node] = [_Node(future=part) for part in parts]
+        while len(level) > 1:
+            above = [_Node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            nodes.extend(above)
+            if len(level) % 2:
+                above.append(level[-1])
+            level = above
+        root = level[0]
         while True:
             for part in parts:
                 if part.done() and (part.cancelled() or part.exception() is not None):
                     part.result()  # raises
-            if len(parts) == 1 and parts[0].done():
-                return parts[0].result()
-            merged: list[cf.Future[Any]] = []
-            index = 0
-            while index < len(parts):
-                left = parts[index]
-                right = parts[index + 1] if index + 1 < len(parts) else None
-                if right is not None and left.done() and right.done():
-                    merged.append(self.pair(left, right))
-                    index += 2
-                else:
-                    merged.append(left)
-                    index += 1
-            if len(merged) == len(parts):
-                await self.watcher.next_finished()
-            parts = merged
+            for node in nodes:
+                if node.future is None and node.children_done():
+                    node.future = self.pair(node.left.future, node.right.future)  # type: ignore[union-attr,arg-type]
+            if root.future is not None and root.future.done():
+                return root.future.result()
+            await self.watcher.next_finished()
 
     async def unordered(self, parts: list[cf.Future[Any]]) -> Any:
         ready = [part for part in parts if part.done()]

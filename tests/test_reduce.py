@@ -52,8 +52,8 @@ async def test_tree_reduce_of_many_cheap_items_makes_few_jobs() -> None:
 
 @pytest.mark.asyncio
 async def test_tree_reduce_depth_is_logarithmic() -> None:
-    # 8 one-level-deep items of 0.2 s each, pure tree (chunksize=1), on 4 workers:
-    # the work is 7 adds; measured as the longest chain of dependent steps, not time.
+    # A pure tree (chunksize=1) over 8 items: the pairs of each level are fixed up front,
+    # whatever order the jobs finish in, so the depth is log2(8) = 3.
     async with aiopar.Pool(workers=2) as pool:
         dispatcher = pool._require_dispatcher()
         order = []
