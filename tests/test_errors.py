@@ -56,7 +56,7 @@ async def test_unpicklable_function_is_refused_before_work_starts() -> None:
         with lock:
             return x
 
-    with pytest.raises(TypeError, match="func=.*holds_lock.*cannot be pickled"):
+    with pytest.raises(TypeError, match=r"func=.*holds_lock.*cannot be pickled"):
         await aiopar.amap(holds_lock, [1])
     with pytest.raises(TypeError, match="cannot be pickled"):
         aiopar.submit(holds_lock, 1)
@@ -80,7 +80,8 @@ async def test_crash_fails_only_the_running_task_and_the_pool_recovers() -> None
 @pytest.mark.asyncio
 async def test_crash_in_a_chunk_names_the_chunk_and_signal() -> None:
     async with aiopar.Pool(workers=2) as pool:
-        with pytest.raises(aiopar.WorkerCrashedError, match=r"SIGKILL while running chunk \d+ of amap\(die_on\)"):
+        expected = r"SIGKILL while running chunk \d+ of amap\(die_on\)"
+        with pytest.raises(aiopar.WorkerCrashedError, match=expected):
             await pool.amap(workers.die_on, range(8), chunksize=1)
         assert await pool.amap(workers.die_on, [1, 2]) == [1, 2]
 

@@ -31,7 +31,7 @@ async def test_pool_runs_work_in_other_processes_and_stops_them() -> None:
 @pytest.mark.asyncio
 async def test_closed_or_unopened_pool_says_how_to_use_it() -> None:
     pool = aiopar.Pool(workers=1)
-    with pytest.raises(RuntimeError, match="async with aiopar.Pool"):
+    with pytest.raises(RuntimeError, match=r"async with aiopar\.Pool"):
         await pool.amap(workers.square, [1])
     async with pool:
         assert await pool.amap(workers.square, [3]) == [9]
