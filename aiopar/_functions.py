@@ -94,15 +94,22 @@ def submit(
     return _pool(pool).submit(func, *args, **kwargs)
 
 
-async def gather(*refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
+async def gather(
+    *refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False, pool: Pool | None = None
+) -> list[Any]:
     """Wait for TaskRefs and other awaitables; return their results in order.
 
     Like :func:`asyncio.gather`, on asyncio, uvloop and trio. On the first failure the
     others are cancelled and that exception is raised, unless ``return_exceptions=True``,
     in which case exceptions are returned in place of results.
 
+    ``pool`` is accepted like on every module-level function, and checked, but gather
+    starts no work of its own: each TaskRef runs on the pool it was submitted to.
+
     Cancellation: cancels every awaitable still pending (TaskRefs as ``await ref`` would).
     """
+    if pool is not None:
+        _pool(pool)
     return await _tasks.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
 
 

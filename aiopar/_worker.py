@@ -156,10 +156,32 @@ def _load_func(blob: bytes) -> Callable[..., Any]:
     return func
 
 
+class _ByValue(Exception):
+    """Carries an exception that only cloudpickle can pickle (say, a class defined in
+    ``__main__`` or a notebook); it unpickles as that exception itself."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+    def __reduce__(self) -> tuple[Callable[[bytes], object], tuple[bytes]]:
+        import cloudpickle
+
+        return (pickle.loads, (bytes(cloudpickle.dumps(self.exc, protocol=_PICKLE_PROTOCOL)),))
+
+
 def _portable_exception(exc: BaseException) -> BaseException:
-    """``exc`` itself if it survives a pickle round trip, else a RemoteError copy."""
+    """``exc`` if it survives a pickle round trip, else a carrier or a RemoteError copy."""
     try:
         pickle.loads(pickle.dumps(exc, protocol=_PICKLE_PROTOCOL))
+    except Exception:
+        pass
+    else:
+        return exc
+    try:
+        import cloudpickle
+
+        pickle.loads(cloudpickle.dumps(exc, protocol=_PICKLE_PROTOCOL))
     except Exception:
         from .errors import RemoteError
 
@@ -169,7 +191,7 @@ def _portable_exception(exc: BaseException) -> BaseException:
             str(exc),
             "".join(traceback.format_exception(exc)),
         )
-    return exc
+    return _ByValue(exc)
 
 
 def run_job(slot: int, func_blob: bytes, kind: str, payload: object) -> tuple[float, object]:

@@ -135,3 +135,17 @@ def test_script_without_main_guard_gets_one_clear_error(tmp_path) -> None:  # ty
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[1, 4]"
+
+
+@pytest.mark.asyncio
+async def test_exception_class_sent_by_value_comes_back_as_itself() -> None:
+    class LocalError(Exception):  # not importable: travels by value, like __main__ code
+        pass
+
+    def raise_local(x: int) -> int:
+        raise LocalError(f"local {x}")
+
+    with pytest.raises(LocalError, match="local 4") as info:
+        await aiopar.submit(raise_local, 4)
+    assert type(info.value) is LocalError
+    assert "raise_local" in str(info.value.__cause__)

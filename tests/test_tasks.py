@@ -159,3 +159,11 @@ async def test_remote_bound_to_a_pool_and_seed_aggregation() -> None:
 def test_remote_refuses_non_callables() -> None:
     with pytest.raises(TypeError, match="callable"):
         aiopar.remote(42)  # type: ignore[call-overload]
+
+
+@pytest.mark.asyncio
+async def test_gather_accepts_and_checks_pool() -> None:
+    async with aiopar.Pool(workers=1) as pool:
+        assert await aiopar.gather(pool.submit(workers.square, 3), pool=pool) == [9]
+    with pytest.raises(TypeError, match="pool"):
+        await aiopar.gather(pool="nope")  # type: ignore[arg-type]
