@@ -130,6 +130,9 @@ class Dispatcher:
         self._generation = 0
         self._breakages_in_a_row = 0
         self._closed = False
+        # Guards job.slot and the slot table against try_cancel() from other threads.
+        # Held for a few reads and writes only, never while starting processes.
+        self._slot_lock = threading.Lock()
         if self._owns_executor:
             self._slots: Any = mp_context.RawArray("q", self._limit)
             self._free_slots = list(range(self._limit))
@@ -147,6 +150,32 @@ class Dispatcher:
     def submit(self, job: Job) -> None:
         """Queue ``job``; its ``future`` receives the result. Never blocks."""
         self._events.put(("submit", job))
+
+    def try_cancel(self, job: Job) -> bool:
+        """Cancel ``job`` now if no worker has started it; return whether it was cancelled.
+
+        Thread-safe and quick: a job waiting with us or inside the executor's queue is
+        marked so that no worker runs it, and its future fails with CancelledError.
+        """
+        if job.future.cancel():
+            return True
+        with self._slot_lock:
+            if job.future.done():
+                return False
+            if job.slot < 0 and job.exec_future is None:  # resent, waiting with us
+                job.cancel_requested = True
+                _set_exception(job.future, _cancel_error(job))
+                return True
+            if self._slots is None or job.slot < 0:
+                return False
+            if self._slots[job.slot] != _worker.SLOT_FREE:
+                return False  # a worker has it
+            # A worker reading the slot at this very moment may still run the job;
+            # its result is then dropped.
+            self._slots[job.slot] = _worker.SLOT_CANCELLED
+            job.cancel_requested = True
+            _set_exception(job.future, _cancel_error(job))
+            return True
 
     def cancel(self, job: Job, *, kill: bool) -> None:
         """Drop ``job``: skip it if no worker started it; if one did, terminate that
@@ -199,6 +228,8 @@ class Dispatcher:
     def _pump(self) -> None:
         while self._pending and len(self._inflight) < self._limit:
             job = self._pending.popleft()
+            if job.future.done():  # cancelled, or failed by a close
+                continue
             # A job waiting here is PENDING, so its caller can still cancel() it; it
             # becomes RUNNING when first handed to the executor (a resent one already is).
             if job.generation < 0 and not job.future.set_running_or_notify_cancel():
@@ -210,8 +241,9 @@ class Dispatcher:
 
     def _launch(self, job: Job) -> None:
         if self._owns_executor:
-            job.slot = self._free_slots.pop()
-            self._slots[job.slot] = _worker.SLOT_FREE
+            with self._slot_lock:
+                job.slot = self._free_slots.pop()
+                self._slots[job.slot] = _worker.SLOT_FREE
         job.generation = self._generation
         try:
             exec_future = self._executor.submit(
@@ -253,9 +285,10 @@ class Dispatcher:
         return None if proc is None else proc.exitcode
 
     def _release_slot(self, job: Job) -> None:
-        if job.slot >= 0:
-            self._free_slots.append(job.slot)
-            job.slot = -1
+        with self._slot_lock:
+            if job.slot >= 0:
+                self._free_slots.append(job.slot)
+                job.slot = -1
 
     def _finish(self, job: Job, exec_future: cf.Future[Any], crash: _Crash | None) -> None:
         self._inflight.discard(job)
@@ -285,7 +318,7 @@ class Dispatcher:
             self._breakages_in_a_row += 1
         if crash is not None and crash.exitcode is not None:
             self._breakages_in_a_row = 0  # a worker died under this very job
-        if job.cancel_requested:
+        if job.cancel_requested or self._closed:
             _set_exception(job.future, _cancel_error(job))
         elif crash is not None and crash.exitcode is not None:
             if job.attempts < self._retries:
@@ -313,23 +346,18 @@ class Dispatcher:
         old.shutdown(wait=False)
 
     def _cancel(self, job: Job, kill: bool) -> None:
-        if job.future.done():
+        if self.try_cancel(job) or job.future.done():
             return
-        job.cancel_requested = True
-        if job.exec_future is None:  # still pending with us: _pump drops it
-            return
+        job.cancel_requested = True  # running: its result will be dropped
         # Never exec_future.cancel(): CPython 3.11's broken-pool path then fails on the
-        # cancelled future in its own thread. Marking the slot makes the worker skip it.
-        if self._slots is None:
-            return  # a foreign executor: the job runs to its end, its result is dropped
-        pid = int(self._slots[job.slot])
-        if pid > 0 and kill:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        elif pid == _worker.SLOT_FREE:
-            self._slots[job.slot] = _worker.SLOT_CANCELLED
+        # cancelled future in its own thread.
+        if kill and self._slots is not None and job.slot >= 0:
+            pid = int(self._slots[job.slot])
+            if pid > 0:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def _shutdown(self) -> None:
         self._closed = True

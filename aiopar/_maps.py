@@ -155,9 +155,11 @@ async def _chunk_results(
             sizer.observe(size, job.elapsed)
             bar.update(size)
             yield result
+    except BaseException as exc:
+        await pool._abandon(out, watcher, exc)
+        raise
     finally:
         bar.close()
-        await pool._abandon(out, watcher)
 
 
 async def imap(
@@ -237,8 +239,8 @@ async def amap_chunks(
             finished = await watcher.next_finished()
             finished.result()  # raise the first failure at once
             bar.update(1)
-    except BaseException:
-        await pool._abandon(jobs, watcher)
+    except BaseException as exc:
+        await pool._abandon(jobs, watcher, exc)
         raise
     finally:
         bar.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
@@ -50,6 +51,24 @@ def default_workers() -> int:
 def _default_start_method() -> str:
     methods = multiprocessing.get_all_start_methods()
     return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def interrupted_by_user(cause: BaseException | None) -> bool:
+    """Whether the caller is being stopped by Ctrl-C rather than by a plain cancellation.
+
+    On trio, Ctrl-C arrives as KeyboardInterrupt. ``asyncio.run`` turns the first Ctrl-C
+    into a cancellation of the main task and counts it on its runner, whose handler is
+    then the SIGINT handler: that count is what we look at.
+    """
+    if isinstance(cause, KeyboardInterrupt):
+        return True
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+    except ValueError:  # not the main thread's interpreter
+        return False
+    runner = getattr(getattr(handler, "func", None), "__self__", None)
+    count = getattr(runner, "_interrupt_count", 0)
+    return isinstance(count, int) and count > 0
 
 
 def check_main_module() -> None:
@@ -279,20 +298,30 @@ class Pool:
     def _send(self, job: Job) -> None:
         self._require_dispatcher().submit(job)
 
-    async def _abandon(self, jobs: Iterable[Job], watcher: FutureWatcher | None = None) -> None:
+    async def _abandon(
+        self,
+        jobs: Iterable[Job],
+        watcher: FutureWatcher | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
         """Deal with ``jobs`` whose caller stopped waiting (cancelled, or failed early).
 
         Jobs not yet started are cancelled and never run. Jobs running in a worker are
         awaited (``cancel="wait"``; results dropped) or their workers killed
-        (``cancel="kill"``). Shielded from cancellation, so it always completes.
+        (``cancel="kill"``, and always on Ctrl-C, so that the program stops at once).
+        Shielded from cancellation, so it always completes.
         """
-        running = [job for job in jobs if not job.future.cancel() and not job.future.done()]
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            running = [job for job in jobs if not job.future.cancel() and not job.future.done()]
+        else:
+            running = [job for job in jobs if not dispatcher.try_cancel(job)]
+            running = [job for job in running if not job.future.done()]
+            kill = self.cancel_mode == "kill" or interrupted_by_user(cause)
+            for job in running:
+                dispatcher.cancel(job, kill=kill)
         if not running:
             return
-        dispatcher = self._dispatcher
-        if dispatcher is not None:
-            for job in running:
-                dispatcher.cancel(job, kill=self.cancel_mode == "kill")
         with anyio.CancelScope(shield=True):
             if watcher is None:
                 watcher = FutureWatcher()

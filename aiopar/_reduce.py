@@ -134,19 +134,19 @@ class _Tree:
             await self.watcher.next_finished()
 
     async def unordered(self, parts: list[cf.Future[Any]]) -> Any:
+        # A list, not a set: the same TaskRef may stand in the items more than once.
         ready = [part for part in parts if part.done()]
-        pending = {part for part in parts if not part.done()}
+        pending = [part for part in parts if not part.done()]
         while True:
             for part in ready:
                 part.result()  # raises on failure
             while len(ready) >= 2:
-                pending.add(self.pair(ready.pop(), ready.pop()))
+                pending.append(self.pair(ready.pop(), ready.pop()))
             if not pending:
                 return ready[0].result()
             finished = await self.watcher.next_finished()
-            if finished in pending:
-                pending.discard(finished)
-                ready.append(finished)
+            ready.extend(part for part in pending if part is finished)
+            pending = [part for part in pending if part is not finished]
 
 
 async def tree_reduce(
@@ -205,8 +205,8 @@ async def tree_reduce(
             except Exception as exc:
                 error = exc  # raised below, outside the task group, as itself
             group.cancel_scope.cancel()  # stop awaiting awaitables no longer needed
-    except BaseException:
-        await pool._abandon(tree.jobs, tree.watcher)
+    except BaseException as exc:
+        await pool._abandon(tree.jobs, tree.watcher, exc)
         raise
     if error is not None:
         await pool._abandon(tree.jobs, tree.watcher)

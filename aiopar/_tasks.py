@@ -79,11 +79,24 @@ class TaskRef(Generic[R]):
 
     def cancelled(self) -> bool:
         """True when the task was cancelled before it ran."""
-        return self._job.future.cancelled()
+        future = self._job.future
+        if future.cancelled():
+            return True
+        return (
+            self._job.cancel_requested
+            and future.done()
+            and isinstance(future.exception(), cf.CancelledError)
+        )
 
     def cancel(self) -> bool:
-        """Cancel the task if it has not started; return whether it was cancelled."""
-        return self._job.future.cancel()
+        """Cancel the task if no worker has started it; return whether it was cancelled.
+
+        Awaiting a cancelled ref raises :class:`concurrent.futures.CancelledError`.
+        """
+        dispatcher = self._pool._dispatcher
+        if dispatcher is None:
+            return self._job.future.cancel()
+        return dispatcher.try_cancel(self._job)
 
     def __await__(self) -> Generator[Any, None, R]:
         return self._wait().__await__()
@@ -95,8 +108,8 @@ class TaskRef(Generic[R]):
             watcher.watch(future)
             try:
                 await watcher.wait_for(future)
-            except BaseException:
-                await self._pool._abandon([self._job], watcher)
+            except BaseException as exc:
+                await self._pool._abandon([self._job], watcher, exc)
                 raise
         else:
             await anyio.lowlevel.checkpoint()
