@@ -37,6 +37,7 @@ import itertools
 import multiprocessing
 import os
 import queue
+import secrets
 import signal
 import sys
 import threading
@@ -44,7 +45,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _worker
+from . import _shm, _worker
 from .errors import WorkerCrashedError
 
 __all__ = ["Dispatcher", "Job"]
@@ -73,12 +74,21 @@ class Job:
     attempts: int = 0
     exec_future: cf.Future[Any] | None = None
     cancel_requested: bool = False
+    # Shared memory (see _shm.py): where the answer may be written, the name of this
+    # launch's result segment, and the arena segments holding its arguments.
+    destination: _shm.Destination | None = None
+    result_segment: str | None = None
+    segments: list[_shm.Segment] = field(default_factory=list)
 
 
 @dataclass
 class _Crash:
     pid: int
     exitcode: int | None
+
+
+def _is_skipped(value: object) -> bool:
+    return isinstance(value, str) and value == _worker.SKIPPED
 
 
 def _cancel_error(job: Job) -> cf.CancelledError:
@@ -133,6 +143,8 @@ class Dispatcher:
         # Guards job.slot and the slot table against try_cancel() from other threads.
         # Held for a few reads and writes only, never while starting processes.
         self._slot_lock = threading.Lock()
+        self.token = secrets.token_hex(4)
+        self.arena = _shm.Arena(self.token) if executor is None else None
         if self._owns_executor:
             self._slots: Any = mp_context.RawArray("q", self._limit)
             self._free_slots = list(range(self._limit))
@@ -192,6 +204,10 @@ class Dispatcher:
     def workers(self) -> int:
         return self._workers
 
+    def arena_segments(self) -> list[str]:
+        """Names of the shared-memory segments kept for reuse (empty without an arena)."""
+        return self.arena.names() if self.arena is not None else []
+
     def worker_pids(self) -> list[int]:
         """Process ids of the current workers (empty for a foreign executor)."""
         procs = getattr(self._executor, "_processes", None) or {}
@@ -245,9 +261,16 @@ class Dispatcher:
                 job.slot = self._free_slots.pop()
                 self._slots[job.slot] = _worker.SLOT_FREE
         job.generation = self._generation
+        payload: _worker.Portable
+        if self.arena is not None:
+            job.result_segment = _shm.new_name(self.token)
+            payload = _worker.Outbound(job.payload, self.arena, job.segments)
+            shm = (job.result_segment, job.destination, self.token)
+        else:
+            payload, shm = _worker.Portable(job.payload), None
         try:
             exec_future = self._executor.submit(
-                _worker.run_job, job.slot, job.func_blob, job.kind, _worker.Portable(job.payload)
+                _worker.run_job, job.slot, job.func_blob, job.kind, payload, shm
             )
         except BrokenProcessPool:
             self._release_slot(job)
@@ -294,6 +317,16 @@ class Dispatcher:
         self._inflight.discard(job)
         self._release_slot(job)
         job.exec_future = None
+        if self.arena is not None:
+            self.arena.give_back(job.segments)
+            job.segments.clear()
+            delivered = (
+                not exec_future.cancelled()
+                and exec_future.exception() is None
+                and not _is_skipped(exec_future.result()[1])
+            )
+            if not delivered and job.result_segment is not None:
+                _shm.unlink(job.result_segment)  # a crash may have left it half-written
         if exec_future.cancelled():
             _set_exception(job.future, _cancel_error(job))
             return
@@ -306,7 +339,7 @@ class Dispatcher:
         else:
             self._breakages_in_a_row = 0
             elapsed, value = exec_future.result()
-            if job.cancel_requested or (isinstance(value, str) and value == _worker.SKIPPED):
+            if job.cancel_requested or _is_skipped(value):
                 _set_exception(job.future, _cancel_error(job))
             elif not job.future.done():
                 job.elapsed = elapsed
@@ -384,12 +417,15 @@ class Dispatcher:
                 break
             if event[0] == "submit":
                 self._accept(event[1])
+        if self.arena is not None:
+            self.arena.close()
+            _shm.unlink_adopted(self.token)
 
     def _new_executor(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=self._ctx,
             initializer=_worker.init_worker,
-            initargs=(self._slots, list(sys.path), *self._init),
+            initargs=(self._slots, os.getpid(), list(sys.path), *self._init),
             max_tasks_per_child=self._max_tasks_per_child,
         )

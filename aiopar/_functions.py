@@ -5,7 +5,13 @@ They have the signatures of the :class:`aiopar.Pool` methods plus ``pool=None``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _tasks
@@ -55,7 +61,7 @@ def imap(
     ordered: bool = True,
     max_inflight: int | None = None,
     pool: Pool | None = None,
-) -> AsyncIterator[R]:
+) -> AsyncGenerator[R, None]:
     """Yield ``func(item)`` for each item as results come, with bounded memory.
 
     See :meth:`aiopar.Pool.imap`; ``pool=None`` uses the default pool.

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from . import _shm
 from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split, take
 from ._chunks import combine as combine_answers
 from ._executor import Job
@@ -170,7 +171,7 @@ async def imap(
     chunksize: int | None,
     ordered: bool,
     max_inflight: int | None,
-) -> AsyncIterator[R]:
+) -> AsyncGenerator[R, None]:
     results = _chunk_results(
         pool, func, items, chunksize=chunksize, ordered=ordered, max_inflight=max_inflight
     )
@@ -222,13 +223,21 @@ async def amap_chunks(
     if not (combine is None or combine == "concat" or callable(combine)):
         raise ValueError(f'combine must be "concat", None or a callable, got {combine!r}')
     blob = pickle_function(func)
-    pool._require_dispatcher()
+    dispatcher = pool._require_dispatcher()
     pieces = split(data, chunks=chunks, chunksize=chunksize, workers=pool.workers)
     name = func_name(func)
     jobs = [
         Job(blob, CALL, ((piece,), {}), f"chunk {index + 1}/{len(pieces)} of amap_chunks({name})")
         for index, piece in enumerate(pieces)
     ]
+    output = None
+    if combine == "concat" and dispatcher.arena is not None and _shm.eligible(data):
+        # Answers the size of their piece are written in place, already concatenated.
+        output = _shm.create_output(dispatcher.token, data.nbytes)
+        offset = 0
+        for job, piece in zip(jobs, pieces, strict=True):
+            job.destination = _shm.Destination(output[0], offset, piece.nbytes)
+            offset += piece.nbytes
     watcher = FutureWatcher()
     bar = _Progress(progress, len(jobs), name)
     try:
@@ -244,7 +253,13 @@ async def amap_chunks(
         raise
     finally:
         bar.close()
+        if output is not None:
+            _shm.release_output(output[0])
     answers = [job.future.result() for job in jobs]
+    if output is not None:
+        joined = _shm.joined_in_place(answers, output[1])
+        if joined is not None:
+            return joined
     if combine is None:
         return answers
     if sum(nbytes(answer) for answer in answers) > _COMBINE_OFF_LOOP_BYTES:

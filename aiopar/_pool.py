@@ -13,7 +13,13 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
@@ -283,6 +289,14 @@ class Pool:
         """Process ids of the live worker processes (for monitoring and tests)."""
         return self._dispatcher.worker_pids() if self._dispatcher else []
 
+    def shared_memory_segments(self) -> list[str]:
+        """Names of the shared-memory segments the pool keeps for reuse until it closes.
+
+        Arrays of at least 1 MiB are sent to workers through these segments (see
+        ``docs/shared-memory.md``); they are unlinked when the pool closes.
+        """
+        return self._dispatcher.arena_segments() if self._dispatcher else []
+
     # ── what the methods share ─────────────────────────────────────────────────────
 
     def _require_dispatcher(self) -> Dispatcher:
@@ -363,7 +377,7 @@ class Pool:
         chunksize: int | None = None,
         ordered: bool = True,
         max_inflight: int | None = None,
-    ) -> AsyncIterator[R]:
+    ) -> AsyncGenerator[R, None]:
         """Yield ``func(item)`` for each item as results come, with bounded memory.
 
         At most ``max_inflight`` items are taken from ``items`` and not yet yielded at

@@ -84,6 +84,64 @@ class Portable:
         return (pickle.loads, (dumps(self.obj),))
 
 
+class Outbound(Portable):
+    """Call arguments from the parent, with big numpy arrays placed in shared memory.
+
+    Pickled in the executor's feeder thread: copies into the arena happen there, not on
+    the event loop. ``segments`` receives the arena segments used, to give back later.
+    """
+
+    __slots__ = ("arena", "segments")
+
+    def __init__(self, obj: object, arena: Any, segments: list[Any]) -> None:
+        super().__init__(obj)
+        self.arena = arena
+        self.segments = segments
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
+        if "numpy" in sys.modules:
+            from . import _shm
+
+            try:
+                data, entries, used = _shm.dump(self.obj, arena=self.arena)
+            except Exception:
+                pass  # not plain-picklable: cloudpickle below, arrays inline
+            else:
+                self.segments.extend(used)
+                return (_shm.load_in_worker, (data, entries))
+        return super().__reduce__()
+
+
+class Result(Portable):
+    """A worker's result, with big numpy arrays placed in shared memory.
+
+    ``segment`` is the name the parent chose for this job's result segment;
+    ``destination`` an optional slice of a parent segment for an ``amap_chunks`` answer.
+    """
+
+    __slots__ = ("destination", "segment", "token")
+
+    def __init__(self, obj: object, segment: str, destination: Any, token: str) -> None:
+        super().__init__(obj)
+        self.segment = segment
+        self.destination = destination
+        self.token = token
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
+        if "numpy" in sys.modules:
+            from . import _shm
+
+            try:
+                data, entries, _ = _shm.dump(
+                    self.obj, result_segment=self.segment, destination=self.destination
+                )
+            except Exception:
+                pass
+            else:
+                return (_shm.load_in_parent, (data, entries, self.token))
+        return super().__reduce__()
+
+
 def unwrap(value: object) -> object:
     """The object inside a :class:`Portable`, or ``value`` itself once it was unpickled."""
     return value.obj if isinstance(value, Portable) else value
@@ -109,6 +167,7 @@ def worker_state() -> Any:
 
 def init_worker(
     slots: Any,
+    main_pid: int,
     parent_sys_path: Sequence[str],
     initializer_blob: bytes | None,
     initargs_blob: bytes | None,
@@ -122,7 +181,7 @@ def init_worker(
         if entry not in sys.path:
             sys.path.append(entry)
     _slots = slots
-    _start_parent_watch()
+    _start_parent_watch(main_pid)
     _state = None
     if initializer_blob is not None:
         try:
@@ -133,14 +192,42 @@ def init_worker(
             _init_error = exc
 
 
-def _start_parent_watch() -> None:
-    """Exit this worker when the process that started it is gone (even after SIGKILL)."""
+def _start_parent_watch(main_pid: int) -> None:
+    """Exit this worker when the process that owns the pool is gone (even after SIGKILL).
+
+    Watching our parent is not enough under forkserver: the forkserver outlives the
+    main process as long as any of its children holds the "alive" pipe it hands them.
+    """
     parent = os.getppid()
+    try:
+        # Readable once the main process has terminated (a zombie counts): no polling.
+        main_fd = os.pidfd_open(main_pid)
+    except (AttributeError, OSError):
+        main_fd = None
+
+    def wait_for_main() -> None:
+        import select
+
+        assert main_fd is not None
+        select.select([main_fd], [], [])
+        os._exit(1)
+
+    if main_fd is not None:
+        threading.Thread(target=wait_for_main, name="aiopar-main-watch", daemon=True).start()
+
+    def main_is_gone() -> bool:
+        try:
+            os.kill(main_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     def watch() -> None:
         while True:
             time.sleep(0.5)
-            if os.getppid() != parent:
+            if os.getppid() != parent or main_is_gone():
                 os._exit(1)
 
     threading.Thread(target=watch, name="aiopar-parent-watch", daemon=True).start()
@@ -194,8 +281,18 @@ def _portable_exception(exc: BaseException) -> BaseException:
     return _ByValue(exc)
 
 
-def run_job(slot: int, func_blob: bytes, kind: str, payload: object) -> tuple[float, object]:
-    """Run one job in this worker; return ``(seconds spent computing, Portable(result))``."""
+def run_job(
+    slot: int,
+    func_blob: bytes,
+    kind: str,
+    payload: object,
+    shm: tuple[str, Any, str] | None = None,
+) -> tuple[float, object]:
+    """Run one job in this worker; return ``(seconds spent computing, wrapped result)``.
+
+    ``shm`` is ``(result segment name, destination, pool token)`` when results may
+    travel through shared memory (see ``_shm.py``).
+    """
     if _slots is not None and slot >= 0:
         if _slots[slot] == SLOT_CANCELLED:
             return (0.0, SKIPPED)
@@ -223,4 +320,6 @@ def run_job(slot: int, func_blob: bytes, kind: str, payload: object) -> tuple[fl
         if portable is exc:
             raise
         raise portable.with_traceback(exc.__traceback__) from None
+    if shm is not None:
+        return (elapsed, Result(result, *shm))
     return (elapsed, Portable(result))

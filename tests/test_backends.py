@@ -85,7 +85,7 @@ async def test_unordered_imap_yields_results_as_they_finish(tmp_path: Path) -> N
                 workers_extra.wait_for_file, items, chunksize=1, ordered=False, pool=pool
             )
             # imap is typed AsyncIterator but is an async generator: it has aclose()
-            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async with contextlib.aclosing(stream):
                 async for value in stream:
                     got.append(value)
                     if len(got) == 3:
@@ -109,7 +109,7 @@ async def test_imap_reads_an_endless_source_only_as_fast_as_it_is_consumed() -> 
     got = []
     async with contextlib.aclosing(endless()) as source:  # ours to close, not imap's
         stream = aiopar.imap(workers.square, source, chunksize=1, max_inflight=3)
-        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+        async with contextlib.aclosing(stream):
             async for value in stream:
                 got.append(value)
                 # never more than max_inflight items taken and not yet yielded

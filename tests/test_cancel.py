@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 import aiopar
-from tests import workers
+from tests import workers, workers_extra
 
 
 def _lines(path: object) -> int:
@@ -20,38 +20,56 @@ def _lines(path: object) -> int:
         return 0
 
 
+def _count(path: object, word: str) -> int:
+    try:
+        with open(str(path)) as f:
+            return sum(1 for line in f if line.strip() == word)
+    except FileNotFoundError:
+        return 0
+
+
 @pytest.mark.asyncio
 async def test_timeout_on_amap_drops_queued_chunks_and_waits_for_running(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    marker = tmp_path / "done.txt"
+    log = tmp_path / "log.txt"
     async with aiopar.Pool(workers=2) as pool:
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await pool.amap(workers.mark_sleep, [str(marker)] * 20, chunksize=1)
-        # cancel="wait": the two running chunks were awaited before the timeout returned
-        finished = _lines(marker)
-        assert 1 <= finished <= 4
-        await anyio.sleep(0.7)
-        assert _lines(marker) == finished  # nothing queued started afterwards
+        with anyio.CancelScope() as scope:
+
+            async def cancel_once_started() -> None:
+                while _count(log, "start") == 0:
+                    await anyio.sleep(0.01)
+                scope.cancel()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(cancel_once_started)
+                await pool.amap(workers_extra.log_then_sleep, [str(log)] * 20, chunksize=1)
+        assert scope.cancelled_caught
+        # cancel="wait": every chunk that started was awaited to its end before we got here
+        started = _count(log, "start")
+        assert 1 <= started <= 4
+        assert _count(log, "end") == started
+        await anyio.sleep(0.6)
+        assert _count(log, "start") == started  # nothing queued started afterwards
         assert await pool.amap(workers.square, [2]) == [4]
 
 
 @pytest.mark.asyncio
 async def test_cancel_kill_terminates_running_work_and_replaces_workers(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    marker = tmp_path / "done.txt"
+    log = tmp_path / "log.txt"
     async with aiopar.Pool(workers=2, cancel="kill") as pool:
         await pool.amap(workers.square, range(4), chunksize=1)  # start both workers
         before = set(pool.worker_pids())
         task = asyncio.ensure_future(
-            pool.amap(workers.mark_sleep, [str(marker)] * 4, chunksize=1)
+            pool.amap(workers_extra.log_then_sleep, [str(log)] * 4, chunksize=1)
         )
-        await asyncio.sleep(0.2)
+        while _count(log, "start") == 0:
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         await anyio.sleep(0.8)
-        assert _lines(marker) == 0  # no running chunk got to finish
+        assert _count(log, "end") == 0  # no running chunk got to finish
         assert await pool.amap(workers.pid, range(2), chunksize=1)
-        assert set(pool.worker_pids()).isdisjoint(before)
+        assert set(pool.worker_pids()) != before  # the killed worker was replaced
 
 
 @pytest.mark.asyncio
@@ -75,7 +93,7 @@ async def test_closing_imap_early_stops_its_work(tmp_path) -> None:  # type: ign
     async with aiopar.Pool(workers=2) as pool:
         stream = pool.imap(workers.mark_sleep, [str(marker)] * 30, chunksize=1)
         first = await anext(stream)
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
         settled = _lines(marker)
         await anyio.sleep(0.8)
         assert _lines(marker) == settled < 30

@@ -1,0 +1,531 @@
+"""Shared memory for numpy arrays: the arena, result segments, packing and unpacking.
+
+Arrays of at least :data:`THRESHOLD` bytes (plain ``numpy.ndarray``, no object dtype)
+never travel inside a pickle. Pickling diverts them, through the pickler's
+``dispatch_table`` (so every other object keeps C-speed pickling), into segments:
+
+    parent → worker (call arguments, pickled in the executor's feeder thread)
+        an array that already lives in one of our segments (a task's result) is sent by
+        name, without a copy; any other one is copied into a segment of the parent's
+        :class:`Arena`, reused from call to call so its pages are touched once. The
+        worker maps it read-only: it cannot corrupt the caller's data.
+    worker → parent (results, pickled in the worker)
+        all big arrays of one result are copied into one new segment whose name the
+        parent chose for that job (``Job.result_segment``), so a crash cannot leak it:
+        the parent unlinks that name whenever the job did not deliver. The parent then
+        *adopts* the segment (see :func:`adopt`): the caller gets arrays over it, its
+        own and writable, valid after the pool is closed, without any copy; passed to
+        another task, they go by name.
+    ``amap_chunks`` outputs
+        the parent creates one output segment the size of the input and gives each piece
+        its slice as a *destination*; a worker whose answer fits writes it there, so the
+        answers already stand concatenated: ``combine="concat"`` costs nothing.
+
+Names are ``aiopar-<token>-<n>``. The parent registers every name it creates or adopts
+with multiprocessing's resource tracker, which unlinks them if the parent dies; it
+unlinks adopted names when their arrays are garbage-collected or their pool closes,
+and arena segments when the pool closes. Workers register nothing (a worker's tracker
+would unlink on the worker's exit).
+"""
+
+from __future__ import annotations
+
+import _posixshmem
+import copyreg
+import io
+import itertools
+import mmap
+import os
+import pickle
+import secrets
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
+from typing import Any, Literal
+
+__all__ = [
+    "THRESHOLD",
+    "Arena",
+    "Destination",
+    "adopt",
+    "create_output",
+    "dump",
+    "load_in_parent",
+    "load_in_worker",
+    "release_output",
+    "unlink",
+    "unlink_adopted",
+]
+
+#: Arrays of at least this many bytes go through shared memory.
+THRESHOLD = 1 << 20
+_ALIGN = 64
+_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_counter = itertools.count()
+_process_token = secrets.token_hex(4)
+
+
+def new_name(token: str) -> str:
+    """A fresh segment name, unique in this process (and, with its token, machine-wide)."""
+    return f"aiopar-{token}-{os.getpid()}-{next(_counter)}"
+
+
+def _create(name: str, size: int) -> mmap.mmap:
+    fd = _posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    try:
+        os.ftruncate(fd, max(size, 1))
+        return mmap.mmap(fd, max(size, 1))
+    finally:
+        os.close(fd)
+
+
+def _attach(name: str, *, writable: bool) -> mmap.mmap:
+    fd = _posixshmem.shm_open("/" + name, os.O_RDWR if writable else os.O_RDONLY, mode=0o600)
+    try:
+        size = os.fstat(fd).st_size
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        return mmap.mmap(fd, size, prot=prot)
+    finally:
+        os.close(fd)
+
+
+def unlink(name: str, *, tracked: bool = False) -> None:
+    """Remove a segment's name (mappings stay valid); a missing name is fine."""
+    try:
+        _posixshmem.shm_unlink("/" + name)
+    except FileNotFoundError:
+        pass
+    if tracked:
+        resource_tracker.unregister("/" + name, "shared_memory")
+
+
+def _track(name: str) -> None:
+    resource_tracker.register("/" + name, "shared_memory")
+
+
+# ── the parent's side ──────────────────────────────────────────────────────────────
+
+
+@dataclass(eq=False)
+class Segment:
+    """A parent-created segment and its mapping."""
+
+    name: str
+    size: int
+    map: mmap.mmap
+
+
+class Arena:
+    """Reusable segments for arrays the parent sends to workers. Thread-safe.
+
+    ``take`` hands out a free segment big enough (but not wastefully so) or creates
+    one; ``give_back`` returns it once the job that read it has finished. At most
+    ``keep`` free segments are kept; ``close`` unlinks them all.
+    """
+
+    def __init__(self, token: str, keep: int = 8) -> None:
+        self.token = token
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._free: list[Segment] = []
+        self._in_use: set[Segment] = set()
+        self._closed = False
+
+    def take(self, nbytes: int) -> Segment:
+        with self._lock:
+            fits = [s for s in self._free if nbytes <= s.size <= 2 * nbytes + (1 << 20)]
+            if fits:
+                segment = min(fits, key=lambda s: s.size)
+                self._free.remove(segment)
+                self._in_use.add(segment)
+                return segment
+        name = new_name(self.token)
+        segment = Segment(name, nbytes, _create(name, nbytes))
+        _track(name)
+        with self._lock:
+            self._in_use.add(segment)
+        return segment
+
+    def names(self) -> list[str]:
+        """Names of the segments this arena holds (free or in use)."""
+        with self._lock:
+            return [s.name for s in (*self._free, *self._in_use)]
+
+    def give_back(self, segments: list[Segment]) -> None:
+        drop = []
+        with self._lock:
+            for segment in segments:
+                self._in_use.discard(segment)
+                if self._closed:
+                    drop.append(segment)
+                else:
+                    self._free.append(segment)
+            while len(self._free) > self._keep:
+                drop.append(self._free.pop(0))
+        for segment in drop:
+            _close_segment(segment)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            drop = self._free + list(self._in_use)
+            self._free, self._in_use = [], set()
+        for segment in drop:
+            _close_segment(segment)
+
+
+def _close_segment(segment: Segment) -> None:
+    unlink(segment.name, tracked=True)
+    try:
+        segment.map.close()
+    except BufferError:
+        pass  # a view is still alive; the memory goes when it does
+
+
+@dataclass
+class _Adopted:
+    name: str
+    token: str
+    linked: bool = True
+
+
+# id(mmap) of an adopted segment -> its record; weakref-finalized with the mmap.
+_adopted: dict[int, _Adopted] = {}
+_adopted_lock = threading.Lock()
+
+
+def adopt(name: str, token: str) -> mmap.mmap:
+    """Map a segment a worker wrote for us; it stays linked while its arrays live."""
+    segment = _attach(name, writable=True)
+    _track(name)
+    record = _Adopted(name, token)
+    with _adopted_lock:
+        _adopted[id(segment)] = record
+    weakref.finalize(segment, _release_adopted, id(segment), record)
+    return segment
+
+
+def _release_adopted(key: int, record: _Adopted) -> None:
+    with _adopted_lock:
+        if _adopted.get(key) is record:
+            del _adopted[key]
+        linked, record.linked = record.linked, False
+    if linked:
+        unlink(record.name, tracked=True)
+
+
+def unlink_adopted(token: str) -> None:
+    """Unlink the names of every segment adopted for the pool with ``token``.
+
+    Their arrays stay valid; only sending them on without a copy ends.
+    """
+    with _adopted_lock:
+        records = [r for r in _adopted.values() if r.token == token and r.linked]
+        for record in records:
+            record.linked = False
+    for record in records:
+        unlink(record.name, tracked=True)
+
+
+def _adopted_name(buffer: object) -> str | None:
+    with _adopted_lock:
+        record = _adopted.get(id(buffer))
+        return record.name if record is not None and record.linked else None
+
+
+# ── packing: pickling with arrays diverted ─────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a worker may write its answer: a slice of a parent-created segment."""
+
+    name: str
+    offset: int
+    nbytes: int
+
+
+@dataclass
+class _Entry:
+    name: str
+    offset: int
+    shape: tuple[int, ...]
+    dtype: Any
+    order: Literal["C", "F"]
+
+
+_table = threading.local()
+
+
+def _from_entry(index: int) -> Any:
+    return _table.current[index]
+
+
+def _big(array: Any) -> bool:
+    return type(array).__module__ == "numpy" and (
+        array.nbytes >= THRESHOLD and not array.dtype.hasobject
+    )
+
+
+def _root_buffer(array: Any) -> object:
+    base = array
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    return base
+
+
+@dataclass
+class _Packer:
+    """Collects big arrays while pickling; see :func:`dump`."""
+
+    parent: bool
+    arena: Arena | None = None
+    used: list[Segment] = field(default_factory=list)
+    pending: list[Any] = field(default_factory=list)  # worker side: arrays to copy
+    entries: list[_Entry | None] = field(default_factory=list)
+
+    def reduce(self, array: Any) -> Any:
+        if not _big(array):
+            return array.__reduce_ex__(_PICKLE_PROTOCOL)
+        order: Literal["C", "F"] = (
+            "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+        )
+        index = len(self.entries)
+        if self.parent:
+            self.entries.append(self._place_in_parent(array, order))
+        else:
+            self.entries.append(None)
+            self.pending.append((index, array, order))
+        return (_from_entry, (index,))
+
+    def _place_in_parent(self, array: Any, order: Literal["C", "F"]) -> _Entry:
+        import numpy as np
+
+        buffer = _root_buffer(array)
+        name = _adopted_name(buffer)
+        if (
+            name is not None
+            and isinstance(buffer, mmap.mmap)
+            and (array.flags.c_contiguous or array.flags.f_contiguous)
+        ):
+            offset = _address(array) - _address(np.frombuffer(buffer, dtype=np.uint8))
+            return _Entry(name, offset, array.shape, array.dtype, order)
+        assert self.arena is not None
+        segment = self.arena.take(array.nbytes)
+        self.used.append(segment)
+        view = np.ndarray(array.shape, array.dtype, buffer=segment.map, order=order)
+        np.copyto(view, array)  # releases the GIL for big copies
+        return _Entry(segment.name, 0, array.shape, array.dtype, order)
+
+
+def _address(array: Any) -> int:
+    return int(array.__array_interface__["data"][0])
+
+
+def _pickler(file: io.BytesIO, packer: _Packer) -> pickle.Pickler:
+    import numpy as np
+
+    pickler = pickle.Pickler(file, protocol=_PICKLE_PROTOCOL)
+    pickler.dispatch_table = copyreg.dispatch_table.copy()
+    pickler.dispatch_table[np.ndarray] = packer.reduce
+    return pickler
+
+
+def dump(
+    obj: object,
+    *,
+    arena: Arena | None = None,
+    result_segment: str | None = None,
+    destination: Destination | None = None,
+) -> tuple[bytes, list[_Entry], list[Segment]]:
+    """Pickle ``obj`` with its big arrays in shared memory.
+
+    In the parent pass ``arena``; in a worker pass ``result_segment`` (the name the
+    parent chose) and maybe ``destination``. Returns the pickle, the array table and
+    the arena segments used (to give back once the job is done).
+    """
+    packer = _Packer(parent=arena is not None, arena=arena)
+    file = io.BytesIO()
+    try:
+        _pickler(file, packer).dump(obj)
+        if packer.pending:
+            _write_results(packer, result_segment, destination)
+    except BaseException:
+        if arena is not None:
+            arena.give_back(packer.used)
+        raise
+    return file.getvalue(), packer.entries, packer.used  # type: ignore[return-value]
+
+
+def _write_results(
+    packer: _Packer, result_segment: str | None, destination: Destination | None
+) -> None:
+    import numpy as np
+
+    pending = packer.pending
+    if destination is not None and len(pending) == 1:
+        index, array, order = pending[0]
+        if array.nbytes == destination.nbytes and order == "C":
+            target = _attach(destination.name, writable=True)
+            try:
+                view = np.ndarray(
+                    array.shape, array.dtype, buffer=target, offset=destination.offset
+                )
+                np.copyto(view, array)
+                del view
+            finally:
+                target.close()
+            packer.entries[index] = _Entry(
+                destination.name, destination.offset, array.shape, array.dtype, "C"
+            )
+            return
+    if result_segment is None:
+        raise RuntimeError("a big array result needs a result segment name")
+    offsets = []
+    size = 0
+    for _, array, _ in pending:
+        offsets.append(size)
+        size += -(-array.nbytes // _ALIGN) * _ALIGN
+    segment = _create(result_segment, size)
+    try:
+        for (index, array, order), offset in zip(pending, offsets, strict=True):
+            view = np.ndarray(array.shape, array.dtype, buffer=segment, offset=offset, order=order)
+            np.copyto(view, array)
+            del view
+            packer.entries[index] = _Entry(result_segment, offset, array.shape, array.dtype, order)
+    except BaseException:
+        unlink(result_segment)
+        raise
+    finally:
+        segment.close()
+
+
+# ── unpacking ──────────────────────────────────────────────────────────────────────
+
+
+class _WorkerMaps:
+    """The worker's read-only mappings, most recently used last, bounded in bytes."""
+
+    limit = 1 << 30
+
+    def __init__(self) -> None:
+        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
+        self._graveyard: list[mmap.mmap] = []
+
+    def get(self, name: str) -> mmap.mmap:
+        segment = self._maps.pop(name, None)
+        if segment is None:
+            segment = _attach(name, writable=False)
+        self._maps[name] = segment
+        total = sum(len(m) for m in self._maps.values())
+        while total > self.limit and len(self._maps) > 1:
+            _, old = self._maps.popitem(last=False)
+            total -= len(old)
+            self._graveyard.append(old)
+        self._graveyard = [m for m in self._graveyard if not _try_close(m)]
+        return segment
+
+
+def _try_close(segment: mmap.mmap) -> bool:
+    try:
+        segment.close()
+    except BufferError:
+        return False
+    return True
+
+
+_worker_maps = _WorkerMaps()
+
+
+# Output segments the parent made for amap_chunks destinations, by name.
+_outputs: dict[str, mmap.mmap] = {}
+
+
+def create_output(token: str, nbytes: int) -> tuple[str, mmap.mmap]:
+    """A parent segment for answers to be written in place (see :class:`Destination`).
+
+    Not touched here: each worker faults in the pages it writes, in parallel.
+    """
+    name = new_name(token)
+    segment = _create(name, nbytes)
+    _track(name)
+    with _adopted_lock:
+        _outputs[name] = segment
+    return name, segment
+
+
+def eligible(data: Any) -> bool:
+    """Whether ``data`` is an array whose pieces' answers may be written in place."""
+    return (
+        type(data).__module__ == "numpy"
+        and type(data).__name__ == "ndarray"
+        and getattr(data, "ndim", 0) >= 1
+        and _big(data)
+    )
+
+
+def joined_in_place(answers: list[Any], segment: mmap.mmap) -> Any:
+    """The concatenation of ``answers`` if they lie back to back in ``segment``, else None."""
+    import numpy as np
+
+    if not answers or not all(type(a) is np.ndarray for a in answers):
+        return None
+    first = answers[0]
+    if any(a.dtype != first.dtype or a.shape[1:] != first.shape[1:] for a in answers):
+        return None
+    start = _address(np.frombuffer(segment, dtype=np.uint8))
+    expected = start
+    for answer in answers:
+        if _root_buffer(answer) is not segment or not answer.flags.c_contiguous:
+            return None
+        if _address(answer) != expected:
+            return None
+        expected += answer.nbytes
+    rows = sum(a.shape[0] for a in answers)
+    return np.ndarray((rows, *first.shape[1:]), first.dtype, buffer=segment)
+
+
+def release_output(name: str) -> None:
+    """Unlink an output segment's name; arrays over it stay valid."""
+    with _adopted_lock:
+        _outputs.pop(name, None)
+    unlink(name, tracked=True)
+
+
+def load_in_worker(data: bytes, entries: list[_Entry]) -> Any:
+    """Unpickle call arguments in a worker: arrays are read-only views of segments."""
+    return _load(data, entries, token=None)
+
+
+def load_in_parent(data: bytes, entries: list[_Entry], token: str) -> Any:
+    """Unpickle a result in the parent: result segments are adopted (see :func:`adopt`)."""
+    return _load(data, entries, token=token)
+
+
+def _load(data: bytes, entries: list[_Entry], *, token: str | None) -> Any:
+    import numpy as np
+
+    arrays = []
+    maps: dict[str, mmap.mmap] = {}
+    with _adopted_lock:
+        own = {e.name: _outputs[e.name] for e in entries if e.name in _outputs}
+    for entry in entries:
+        if entry.name in own:
+            segment = own[entry.name]
+        elif token is None:
+            segment = _worker_maps.get(entry.name)
+        else:
+            if entry.name not in maps:
+                maps[entry.name] = adopt(entry.name, token)
+            segment = maps[entry.name]
+        array = np.ndarray(
+            entry.shape, entry.dtype, buffer=segment, offset=entry.offset, order=entry.order
+        )
+        arrays.append(array)
+    _table.current = arrays
+    try:
+        return pickle.loads(data)
+    finally:
+        _table.current = None
