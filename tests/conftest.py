@@ -58,10 +58,13 @@ def _infrastructure_segments() -> set[str]:
 
 
 def _segments() -> set[str]:
+    """This process's segments (aiopar names carry the pid of the process that made them)."""
+    mine = f"-{os.getpid()}-"
     try:
-        return {name for name in os.listdir("/dev/shm") if name.startswith(("psm_", "aiopar"))}
+        names = os.listdir("/dev/shm")
     except FileNotFoundError:
         return set()
+    return {n for n in names if n.startswith("psm_") or (n.startswith("aiopar") and mine in n)}
 
 
 @pytest.fixture(autouse=True)
@@ -88,4 +91,5 @@ def no_leaks() -> Iterator[None]:
             details.append(f"{pid}: gone")
     pytest.fail(
         f"test leaked child processes {details} and/or shared-memory segments {sorted(segments)}"
+        f" (default pool keeps {sorted(_infrastructure_segments())})"
     )

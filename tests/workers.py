@@ -142,3 +142,25 @@ def append_line(path: str) -> str:
     with open(path, "a") as f:
         f.write("ran\n")
     return path
+
+
+def scribble(chunk: Any) -> Any:
+    """Try to write into the input a worker received."""
+    chunk[...] = 0
+    return chunk
+
+
+def make_matrix(n: int) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(n).normal(size=(n, n))
+
+
+def matmul(a: Any, b: Any) -> Any:
+    return a @ b
+
+
+def die_on_big(chunk: Any) -> Any:
+    if chunk[0] > 1_000:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return -chunk

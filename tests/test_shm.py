@@ -1,0 +1,173 @@
+"""Numpy arrays through shared memory: same results as pickling, owned, never leaked."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import gc
+import os
+
+import numpy as np
+import pytest
+
+import aiopar
+from aiopar import _shm
+from tests import workers
+
+BIG = 300_000  # float64 items: 2.4 MB, above the 1 MiB threshold
+
+
+def _token(pool: aiopar.Pool) -> str:
+    return pool._require_dispatcher().token
+
+
+def _named(token: str) -> list[str]:
+    """Segments in /dev/shm made for the pool with ``token``."""
+    return [name for name in os.listdir("/dev/shm") if f"-{token}-" in name]
+
+
+def _kinds() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(600, 1000))
+    structured = np.zeros(BIG, dtype=[("x", "f8"), ("n", "i4"), ("tag", "S3")])
+    structured["x"] = rng.normal(size=BIG)
+    structured["tag"] = b"abc"
+    return {
+        "c-contiguous": base,
+        "fortran": np.asfortranarray(base),
+        "strided": base[::2, ::3],
+        "transposed": base.T,
+        "structured": structured,
+        "int8": rng.integers(-100, 100, size=3_000_000, dtype=np.int8),
+        "bool": rng.random(BIG * 8) > 0.5,
+        "object": np.array([{"i": i} for i in range(BIG // 10)], dtype=object),
+        "small": base[:2, :3].copy(),
+    }
+
+
+@pytest.mark.asyncio
+async def test_every_array_kind_equals_the_pickled_path() -> None:
+    kinds = _kinds()
+    with cf.ProcessPoolExecutor(1) as plain:
+        async with (
+            aiopar.Pool(workers=1, executor=plain) as pickled,
+            aiopar.Pool(workers=2) as pool,
+        ):
+            for name, array in kinds.items():
+                via_shm = await pool.submit(workers.identity, array)
+                via_pickle = await pickled.submit(workers.identity, array)
+                assert via_shm.dtype == via_pickle.dtype, name
+                assert via_shm.shape == via_pickle.shape, name
+                assert via_shm.flags.c_contiguous == via_pickle.flags.c_contiguous, name
+                assert via_shm.flags.f_contiguous == via_pickle.flags.f_contiguous, name
+                if array.dtype.hasobject:
+                    assert list(via_shm) == list(array), name
+                else:
+                    np.testing.assert_array_equal(via_shm, array, err_msg=name)
+                if array.ndim and array.dtype.hasobject is False and name != "small":
+                    halves = await pool.amap_chunks(workers.identity, array, chunks=3)
+                    np.testing.assert_array_equal(halves, array, err_msg=name)
+
+
+@pytest.mark.asyncio
+async def test_results_are_owned_writable_and_outlive_the_pool() -> None:
+    data = np.arange(2_000_000, dtype=np.float64)
+    async with aiopar.Pool(workers=2) as pool:
+        negated = await pool.amap_chunks(workers.negate, data)
+        matrix = await pool.submit(workers.make_matrix, 600)
+        token = _token(pool)
+        assert _named(token)  # the task result is still linked: it may feed other tasks
+    assert negated.flags.writeable and matrix.flags.writeable
+    negated[0] = 42.0
+    matrix[0, 0] = 7.0
+    np.testing.assert_array_equal(negated[1:], -data[1:])
+    assert negated[0] == 42.0 and matrix[0, 0] == 7.0
+    assert _named(token) == []  # closing the pool unlinked every name; the data stays
+    assert data[0] == 0.0  # the caller's input was never touched
+
+
+@pytest.mark.asyncio
+async def test_amap_chunks_answers_land_concatenated_without_a_copy() -> None:
+    data = np.random.default_rng(1).normal(size=(4_000, 300))
+    async with aiopar.Pool(workers=2) as pool:
+        result = await pool.amap_chunks(workers.negate, data, chunks=5)
+    np.testing.assert_array_equal(result, -data)
+    assert type(result.base).__name__ == "mmap"  # one shared segment, written in place
+
+
+@pytest.mark.asyncio
+async def test_workers_cannot_write_into_the_callers_input() -> None:
+    data = np.ones(BIG)
+    with pytest.raises(ValueError, match="read-only"):
+        await aiopar.amap_chunks(workers.scribble, data)
+    with pytest.raises(ValueError, match="read-only"):
+        await aiopar.submit(workers.scribble, data)
+    assert (data == 1).all()
+
+
+@pytest.mark.asyncio
+async def test_task_results_feed_dependents_by_name_not_by_copy() -> None:
+    async with aiopar.Pool(workers=2) as pool:
+        a = pool.submit(workers.make_matrix, 500)
+        b = pool.submit(workers.make_matrix, 501 - 1)
+        product = await pool.submit(workers.matmul, a, b)
+        # both inputs went by name: the arena (copies of parent arrays) stayed empty
+        assert pool.shared_memory_segments() == []
+        np.testing.assert_allclose(product, (await a) @ (await b))
+
+
+@pytest.mark.asyncio
+async def test_no_segment_left_after_a_crash_in_a_chunk() -> None:
+    data = np.arange(2_000_000, dtype=np.float64)
+    async with aiopar.Pool(workers=2) as pool:
+        with pytest.raises(aiopar.WorkerCrashedError):
+            await pool.amap_chunks(workers.die_on_big, data, chunks=4)
+        gc.collect()
+        token = _token(pool)
+        assert set(_named(token)) <= set(pool.shared_memory_segments())
+        np.testing.assert_array_equal(await pool.amap_chunks(workers.negate, data), -data)
+    assert _named(token) == []
+
+
+@pytest.mark.asyncio
+async def test_no_segment_left_after_cancellation() -> None:
+    data = np.arange(4_000_000, dtype=np.float64)
+    async with aiopar.Pool(workers=2, cancel="kill") as pool:
+        await pool.amap(workers.square, range(4), chunksize=1)
+        task = asyncio.ensure_future(pool.amap_chunks(workers.sleep_then, data, chunks=8))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gc.collect()
+        token = _token(pool)
+        assert set(_named(token)) <= set(pool.shared_memory_segments())
+    assert _named(token) == []
+
+
+def test_arena_reuses_segments_and_unlinks_on_close() -> None:
+    arena = _shm.Arena("unittest")
+    first = arena.take(3 << 20)
+    arena.give_back([first])
+    second = arena.take(2 << 20)
+    assert second is first  # big enough, not wastefully so: reused
+    third = arena.take(64 << 20)
+    assert third is not first
+    arena.give_back([second, third])
+    names = arena.names()
+    assert sorted(names) == sorted([first.name, third.name])
+    arena.close()
+    assert not set(names) & set(os.listdir("/dev/shm"))
+
+
+def test_joined_in_place_refuses_answers_that_are_not_back_to_back() -> None:
+    name, segment = _shm.create_output("unittest", 800)
+    try:
+        whole = np.ndarray((100,), np.float64, buffer=segment)
+        assert _shm.joined_in_place([whole[:40], whole[40:]], segment) is not None
+        assert _shm.joined_in_place([whole[40:], whole[:40]], segment) is None
+        assert _shm.joined_in_place([whole[:40], np.zeros(60)], segment) is None
+        del whole
+    finally:
+        _shm.release_output(name)
+    assert name not in os.listdir("/dev/shm")
