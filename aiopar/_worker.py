@@ -53,6 +53,9 @@ _state: Any = _NOT_IN_WORKER
 _init_error: BaseException | None = None
 _slots: Any = None
 _func_cache: dict[bytes, Callable[..., Any]] = {}
+# The result segment of the latest job: removed if the main process dies before it
+# could adopt it (it registers the names it adopts with the resource tracker).
+_last_result_segment: str | None = None
 _FUNC_CACHE_SIZE = 64
 
 
@@ -210,7 +213,7 @@ def _start_parent_watch(main_pid: int) -> None:
 
         assert main_fd is not None
         select.select([main_fd], [], [])
-        os._exit(1)
+        _exit_orphaned()
 
     if main_fd is not None:
         threading.Thread(target=wait_for_main, name="aiopar-main-watch", daemon=True).start()
@@ -228,9 +231,18 @@ def _start_parent_watch(main_pid: int) -> None:
         while True:
             time.sleep(0.5)
             if os.getppid() != parent or main_is_gone():
-                os._exit(1)
+                _exit_orphaned()
 
     threading.Thread(target=watch, name="aiopar-parent-watch", daemon=True).start()
+
+
+def _exit_orphaned() -> None:
+    """The main process is gone: remove what only we could remove, and exit."""
+    if _last_result_segment is not None:
+        from . import _shm
+
+        _shm.unlink(_last_result_segment)
+    os._exit(1)
 
 
 def _load_func(blob: bytes) -> Callable[..., Any]:
@@ -293,6 +305,9 @@ def run_job(
     ``shm`` is ``(result segment name, destination, pool token)`` when results may
     travel through shared memory (see ``_shm.py``).
     """
+    global _last_result_segment
+    if shm is not None:
+        _last_result_segment = shm[0]
     if _slots is not None and slot >= 0:
         if _slots[slot] == SLOT_CANCELLED:
             return (0.0, SKIPPED)
