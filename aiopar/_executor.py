@@ -74,6 +74,7 @@ class Job:
     attempts: int = 0
     exec_future: cf.Future[Any] | None = None
     cancel_requested: bool = False
+    first_item: int = 0  # index of a chunk's first item among all items, for messages
     # Shared memory (see _shm.py): where the answer may be written, the name of this
     # launch's result segment, and the arena segments holding its arguments.
     destination: _shm.Destination | None = None
@@ -261,13 +262,18 @@ class Dispatcher:
                 job.slot = self._free_slots.pop()
                 self._slots[job.slot] = _worker.SLOT_FREE
         job.generation = self._generation
-        payload: _worker.Portable
+        payload = _worker.Outbound(
+            job.payload,
+            self.arena,
+            job.segments,
+            kind=job.kind,
+            label=job.label,
+            first_item=job.first_item,
+        )
+        shm = None
         if self.arena is not None:
             job.result_segment = _shm.new_name(self.token)
-            payload = _worker.Outbound(job.payload, self.arena, job.segments)
             shm = (job.result_segment, job.destination, self.token)
-        else:
-            payload, shm = _worker.Portable(job.payload), None
         try:
             exec_future = self._executor.submit(
                 _worker.run_job, job.slot, job.func_blob, job.kind, payload, shm

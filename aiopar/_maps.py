@@ -23,6 +23,7 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
+    Sequence,
     Sized,
 )
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from . import _shm
+from ._checks import check_items
 from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split, take
 from ._chunks import combine as combine_answers
 from ._executor import Job
@@ -108,11 +110,14 @@ async def _chunk_results(
     source, length = _iterate(items)
     pool._require_dispatcher()
     name = func_name(func)
+    if isinstance(items, Sequence):  # all of it, before anything runs
+        await check_items(items, f"{caller}({name})")
     sizer = ChunkSizer(pool.workers, chunksize, length)
     limit = max_inflight if max_inflight is not None else None
     out: collections.deque[Job] = collections.deque()  # sent, results not yet yielded
     sizes: dict[Job, int] = {}
     items_out = 0
+    taken = 0  # items taken from the source so far
     exhausted = False
     count = 0
     watcher = FutureWatcher()
@@ -133,8 +138,12 @@ async def _chunk_results(
                     exhausted = True
                 if not chunk:
                     break
+                if not isinstance(items, Sequence):  # an iterator: chunk by chunk
+                    await check_items(chunk, f"{caller}({name})", start=taken)
                 count += 1
                 job = Job(blob, MAP, chunk, f"chunk {count} of {caller}({name})")
+                job.first_item = taken
+                taken += len(chunk)
                 sizes[job] = len(chunk)
                 items_out += len(chunk)
                 out.append(job)
@@ -226,6 +235,8 @@ async def amap_chunks(
     dispatcher = pool._require_dispatcher()
     pieces = split(data, chunks=chunks, chunksize=chunksize, workers=pool.workers)
     name = func_name(func)
+    if isinstance(data, Sequence):
+        await check_items(data, f"amap_chunks({name})")
     jobs = [
         Job(blob, CALL, ((piece,), {}), f"chunk {index + 1}/{len(pieces)} of amap_chunks({name})")
         for index, piece in enumerate(pieces)

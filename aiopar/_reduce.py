@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from ._checks import check_arguments, check_items
 from ._chunks import check_positive
 from ._executor import Job
 from ._tasks import TaskRef
@@ -98,10 +99,11 @@ class _Tree:
         self.jobs: list[Job] = []
         self.watcher = FutureWatcher()
 
-    def send(self, kind: str, payload: object) -> cf.Future[Any]:
+    def send(self, kind: str, payload: object, first_item: int = 0) -> cf.Future[Any]:
         job = Job(
             self.blob, kind, payload, f"step {len(self.jobs) + 1} of tree_reduce({self.name})"
         )
+        job.first_item = first_item
         self.jobs.append(job)
         self.watcher.watch(job.future)
         self.pool._send(job)
@@ -168,6 +170,12 @@ async def tree_reduce(
         values.insert(0, initial)
     if not values:
         raise TypeError("tree_reduce() of empty iterable with no initial value")
+    label = f"tree_reduce({func_name(func)})"
+    if initial is not NO_INITIAL:
+        check_arguments((), {"initial": initial}, label)
+        await check_items(values[1:], label)
+    else:
+        await check_items(values, label)
     size = chunksize or max(1, math.ceil(len(values) / (2 * pool.workers)))
     tree = _Tree(pool, blob, func_name(func))
     result: Any = None
@@ -176,16 +184,22 @@ async def tree_reduce(
         async with anyio.create_task_group() as group:
             parts: list[cf.Future[Any]] = []
             run: list[Any] = []  # consecutive plain values, cut into chunks
+            run_start = 0  # index in items of the run's first value
+            skew = 0 if initial is NO_INITIAL else 1  # `initial` is not one of the items
 
             def flush() -> None:
                 for start in range(0, len(run), size):
                     chunk = run[start : start + size]
                     parts.append(
-                        _done_future(chunk[0]) if len(chunk) == 1 else tree.send(REDUCE, chunk)
+                        _done_future(chunk[0])
+                        if len(chunk) == 1
+                        else tree.send(REDUCE, chunk, run_start + start - skew)
                     )
                 run.clear()
 
-            for value in values:
+            for index, value in enumerate(values):
+                if not run:
+                    run_start = index
                 if isinstance(value, TaskRef):
                     flush()
                     tree.watcher.watch(value.future)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
 
+from ._checks import check_arguments
 from ._executor import Job
 from ._waiting import FutureWatcher
 from ._worker import CALL
@@ -154,7 +155,9 @@ def submit(
 
     dispatcher = pool._require_dispatcher()
     blob = pickle_function(func)
-    job = Job(blob, CALL, None, f"task {func_name(func)}#{next(_task_ids)}")
+    label = f"task {func_name(func)}#{next(_task_ids)}"
+    check_arguments(args, kwargs, label)
+    job = Job(blob, CALL, None, label)
     ref: TaskRef[R] = TaskRef(job, pool)
     found: dict[int, TaskRef[Any]] = {}
     _find_refs((args, kwargs), found)

@@ -94,15 +94,27 @@ class Outbound(Portable):
     the event loop. ``segments`` receives the arena segments used, to give back later.
     """
 
-    __slots__ = ("arena", "segments")
+    __slots__ = ("arena", "first_item", "kind", "label", "segments")
 
-    def __init__(self, obj: object, arena: Any, segments: list[Any]) -> None:
+    def __init__(
+        self,
+        obj: object,
+        arena: Any,
+        segments: list[Any],
+        *,
+        kind: str = CALL,
+        label: str = "a task",
+        first_item: int = 0,
+    ) -> None:
         super().__init__(obj)
         self.arena = arena
         self.segments = segments
+        self.kind = kind
+        self.label = label
+        self.first_item = first_item
 
     def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
-        if "numpy" in sys.modules:
+        if self.arena is not None and "numpy" in sys.modules:
             from . import _shm
 
             try:
@@ -112,7 +124,15 @@ class Outbound(Portable):
             else:
                 self.segments.extend(used)
                 return (_shm.load_in_worker, (data, entries))
-        return super().__reduce__()
+        try:
+            return super().__reduce__()
+        except Exception as exc:
+            culprit = _culprit(self.kind, self.obj, self.first_item)
+            raise TypeError(
+                f"{culprit} of {self.label} cannot be pickled to send it to a worker "
+                f"({type(exc).__name__}: {exc}); pass picklable data (plain values, arrays, "
+                "dataclasses), and create locks, sockets or open files inside the worker"
+            ) from None
 
 
 class Result(Portable):
@@ -143,6 +163,32 @@ class Result(Portable):
             else:
                 return (_shm.load_in_parent, (data, entries, self.token))
         return super().__reduce__()
+
+
+def _culprit(kind: str, payload: Any, first_item: int) -> str:
+    """Which argument or item of a job's payload cannot be pickled, in words."""
+    import cloudpickle
+
+    def refused(value: object) -> bool:
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            return True
+        return False
+
+    if kind == CALL:
+        args, kwargs = payload
+        for index, arg in enumerate(args):
+            if refused(arg):
+                return f"positional argument {index}"
+        for name, value in kwargs.items():
+            if refused(value):
+                return f"keyword argument {name!r}"
+        return "an argument"
+    for index, item in enumerate(payload):
+        if refused(item):
+            return f"items[{first_item + index}]"
+    return "an item"
 
 
 def unwrap(value: object) -> object:

@@ -11,11 +11,13 @@ Every workload runs, in one run of one process, through each contender:
 * ``joblib``, ``ray``, ``dask``, ``mpire``: only when importable (each started for its
   workload, warmed, and stopped after it); otherwise their rows say "not installed".
 
-How a contender is measured::
+How the contenders of one workload are measured::
 
-    one untimed run ─► its answer checked against the sequential one ─► --repeat timed runs
-      (warm-up: workers import the       (rtol 1e-9: a wrong answer        median seconds;
-       function, pages get faulted in)    fails the row, not the bench)    speedup = t_seq / t_x
+    each contender once, untimed ──► its answer checked ──► --repeat rounds, every contender
+      (warm-up: its workers import     against the           once per round (interleaved, so
+       the function, pages get          sequential one        load from elsewhere hits all
+       mapped)                          (a wrong answer       alike) ──► median seconds,
+                                        fails the row)        speedup = t_seq / t_x
 
 Memory ("peak +MiB") is the high-water resident set size (``VmHWM``, what
 ``getrusage().ru_maxrss`` reports) of this process and of every descendant process
@@ -44,7 +46,6 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -316,6 +317,8 @@ class PeakMemory:
 
     @staticmethod
     def _maxrss_kib() -> int:
+        import resource  # not on Windows; only needed without /proc
+
         self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         children_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         scale = 1024 if sys.platform == "darwin" else 1  # bytes on macOS

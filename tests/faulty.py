@@ -1,0 +1,212 @@
+"""Functions that misbehave in worker processes, for tests/test_faults.py and tests/soak.py.
+
+Module-level functions of an importable module, so they work under forkserver and spawn.
+Each one dies, raises or blocks in a specific way; none of them imports aiopar, so they
+can also be called in the parent to compute a sequential reference (see soak.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+# ── ways for a worker to die ─────────────────────────────────────────────────────────
+
+
+def segfault(_: Any = None) -> None:
+    """Read address 0: the worker dies of SIGSEGV."""
+    ctypes.string_at(0)
+
+
+def kill_self(_: Any = None) -> None:
+    """SIGKILL this worker."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sleep_then_kill_self(seconds: float = 0.1) -> None:
+    """Give the other jobs time to be queued or running, then SIGKILL this worker."""
+    time.sleep(seconds)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def exit_on(x: int, bad: int = 5, code: int = 3) -> int:
+    """``x``, except that item ``bad`` ends the worker with ``os._exit(code)``."""
+    if x == bad:
+        os._exit(code)
+    return x
+
+
+def kill_mid_chunk(piece: list[int], bad: int = 25) -> int:
+    """Sum a piece of a list row by row; SIGKILL the worker halfway through the piece
+    that holds ``bad``."""
+    total = 0
+    for index, value in enumerate(piece):
+        if value == bad and index >= len(piece) // 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        total += value
+    return total
+
+
+def out_of_memory(megabytes: int = 64) -> None:
+    """Behave like a process the kernel's OOM killer picks: allocate, then SIGKILL.
+
+    The memory is touched page by page so it is really resident, as it would be for a
+    process the OOM killer chooses; the kernel's OOM killer sends SIGKILL, so do we.
+    """
+    hog = bytearray(megabytes << 20)
+    for offset in range(0, len(hog), 4096):
+        hog[offset] = 1
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_first_time(marker: str, value: Any) -> Any:
+    """Crash the worker (SIGKILL) the first time, return ``value`` on any later run.
+
+    ``marker`` is a file path: a line is appended to it on every run, so a test can
+    count the runs, and its existence tells a run that it is not the first one.
+    """
+    first = not os.path.exists(marker)
+    with open(marker, "a") as f:
+        f.write("run\n")
+    if first:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value
+
+
+def logged_value(log: str, value: Any, seconds: float = 0.05) -> Any:
+    """Append ``value`` to ``log``, sleep, return ``value``: counts the runs of each task."""
+    with open(log, "a") as f:
+        f.write(f"{value}\n")
+    time.sleep(seconds)
+    return value
+
+
+# ── blocking until a test says so ────────────────────────────────────────────────────
+
+
+def start_then_wait(item: tuple[str, str, Any]) -> Any:
+    """``item`` is ``(directory, release_path, value)``.
+
+    Create ``directory/start-<value>``, wait until ``release_path`` exists (at most 30 s,
+    so a broken test cannot hang), create ``directory/end-<value>``, return ``value``.
+    """
+    directory, release, value = item
+    with open(os.path.join(directory, f"start-{value}"), "w"):
+        pass
+    deadline = time.monotonic() + 30.0
+    while not os.path.exists(release):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} never appeared")
+        time.sleep(0.005)
+    with open(os.path.join(directory, f"end-{value}"), "w"):
+        pass
+    return value
+
+
+def sleep_long(seconds: float = 60.0) -> float:
+    """Sleep ``seconds`` (something for Ctrl-C or a parent's death to interrupt)."""
+    time.sleep(seconds)
+    return seconds
+
+
+def write_pid_then_sleep(item: tuple[str, float]) -> int:
+    """``item`` is ``(directory, seconds)``: create ``directory/pid-<pid>``, then sleep."""
+    directory, seconds = item
+    with open(os.path.join(directory, f"pid-{os.getpid()}"), "w"):
+        pass
+    time.sleep(seconds)
+    return os.getpid()
+
+
+# ── exceptions that are hard to send back ────────────────────────────────────────────
+
+
+class TwoArgError(Exception):
+    """Its ``__init__`` needs two arguments, but only the message reaches ``args``,
+    so unpickling it (``TwoArgError(message)``) fails."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"error {code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class HoldsLockError(Exception):
+    """Cannot be pickled at all: it holds a lock."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raise_two_arg(piece: Any = None) -> None:
+    raise TwoArgError(42, "checksum mismatch")
+
+
+def raise_holds_lock(piece: Any = None) -> None:
+    raise HoldsLockError("lock held while failing")
+
+
+def add_or_raise_two_arg(a: int, b: int) -> int:
+    """A reduction step that fails with an exception that cannot be rebuilt."""
+    if a + b > 10:
+        raise TwoArgError(a + b, "sum too large")
+    return a + b
+
+
+def return_lock(_: Any = None) -> Any:
+    """Return a result that cannot be pickled."""
+    return threading.Lock()
+
+
+# ── the soak run's workload (tests/soak.py) ──────────────────────────────────────────
+
+
+class SoakError(ValueError):
+    """The error that soak tasks raise on purpose."""
+
+
+def _spin(x: int) -> int:
+    """A little deterministic CPU work."""
+    acc = x
+    for _ in range(50):
+        acc = (acc * 1103515245 + 12345) % 2147483648
+    return acc
+
+
+def soak_leaf(i: int, fails: bool) -> int:
+    if fails:
+        raise SoakError(f"leaf {i} fails on purpose")
+    return _spin(i) % 100_000
+
+
+def soak_join(j: int, fails: bool, a: int, b: int) -> int:
+    if fails:
+        raise SoakError(f"join {j} fails on purpose")
+    return (a + b + _spin(j)) % 1_000_003
+
+
+def soak_item(item: tuple[int, bool]) -> int:
+    """A map item: ``(value, fails)``."""
+    value, fails = item
+    if fails:
+        raise SoakError(f"item {value} fails on purpose")
+    return _spin(value) % 9973
+
+
+def soak_chunk(piece: Any) -> Any:
+    """An amap_chunks piece: a numpy array of ints; negative values fail the piece."""
+    if (piece < 0).any():
+        raise SoakError(f"the piece starting with {int(piece.flat[0])} is negative")
+    return piece * 3 + 1
+
+
+def soak_add(a: int, b: int) -> int:
+    """A reduction step; a negative operand fails it."""
+    if a < 0 or b < 0:
+        raise SoakError(f"cannot add a negative value ({a}, {b})")
+    return a + b
