@@ -247,7 +247,7 @@ async def amap_chunks(
         output = _shm.create_output(dispatcher.token, data.nbytes)
         offset = 0
         for job, piece in zip(jobs, pieces, strict=True):
-            job.destination = _shm.Destination(output[0], offset, piece.nbytes)
+            job.destination = _shm.Destination(output.name, offset, piece.nbytes)
             offset += piece.nbytes
     watcher = FutureWatcher()
     bar = _Progress(progress, len(jobs), name)
@@ -261,14 +261,15 @@ async def amap_chunks(
             bar.update(1)
     except BaseException as exc:
         await pool._abandon(jobs, watcher, exc)
+        if output is not None:
+            _shm.release_output(output)
         raise
     finally:
         bar.close()
-        if output is not None:
-            _shm.release_output(output[0])
     answers = [job.future.result() for job in jobs]
     if output is not None:
-        joined = _shm.joined_in_place(answers, output[1])
+        joined = _shm.joined_in_place(answers, output)
+        _shm.release_output(output)
         if joined is not None:
             return joined
     if combine is None:

@@ -37,6 +37,7 @@ import itertools
 import mmap
 import os
 import pickle
+import queue
 import secrets
 import threading
 import weakref
@@ -184,55 +185,127 @@ def _close_segment(segment: Segment) -> None:
         pass  # a view is still alive; the memory goes when it does
 
 
-@dataclass
-class _Adopted:
+@dataclass(eq=False)
+class _Held:
+    """A parent mapping that arrays handed to the caller live on.
+
+    We keep the mapping ourselves and count the arrays made directly over it
+    (``roots``); when the last one is garbage-collected and nobody else needs it
+    (``released``), the unmap thread closes it and removes its name. Unmapping and
+    unlinking a big segment takes tens of milliseconds: never on the event loop.
+    """
+
     name: str
     token: str
+    segment: mmap.mmap
+    released: bool
     linked: bool = True
+    roots: int = 0
 
 
-# id(mmap) of an adopted segment -> its record; weakref-finalized with the mmap.
-_adopted: dict[int, _Adopted] = {}
-_adopted_lock = threading.Lock()
+_held: dict[int, _Held] = {}  # by id(segment)
+_held_by_name: dict[str, _Held] = {}
+_held_lock = threading.Lock()
 
 
-def adopt(name: str, token: str) -> mmap.mmap:
-    """Map a segment a worker wrote for us; it stays linked while its arrays live."""
-    segment = _attach(name, writable=True)
+def _hold(name: str, token: str, segment: mmap.mmap, *, released: bool) -> _Held:
     _track(name)
-    record = _Adopted(name, token)
-    with _adopted_lock:
-        _adopted[id(segment)] = record
-    weakref.finalize(segment, _release_adopted, id(segment), record)
-    return segment
+    held = _Held(name, token, segment, released)
+    with _held_lock:
+        _held[id(segment)] = held
+        _held_by_name[name] = held
+    return held
 
 
-def _release_adopted(key: int, record: _Adopted) -> None:
-    with _adopted_lock:
-        if _adopted.get(key) is record:
-            del _adopted[key]
-        linked, record.linked = record.linked, False
-    if linked:
-        unlink(record.name, tracked=True)
+def adopt(name: str, token: str) -> _Held:
+    """Map a segment a worker wrote for us. Its arrays keep it (and its name) alive."""
+    return _hold(name, token, _attach(name, writable=True), released=True)
+
+
+def _root(held: _Held, entry: _Entry | None = None, **layout: Any) -> Any:
+    """An array directly over ``held``'s mapping, counted so the mapping outlives it."""
+    import numpy as np
+
+    if entry is not None:
+        layout = {
+            "shape": entry.shape,
+            "dtype": entry.dtype,
+            "offset": entry.offset,
+            "order": entry.order,
+        }
+    array = np.ndarray(buffer=held.segment, **layout)
+    with _held_lock:
+        held.roots += 1
+    weakref.finalize(array, _root_gone, held)
+    return array
+
+
+def _root_gone(held: _Held) -> None:
+    with _held_lock:
+        held.roots -= 1
+        done = held.roots == 0 and held.released
+    if done:
+        _unmapper.put(held, close=True)
+
+
+def _forget(held: _Held) -> None:
+    if _held.get(id(held.segment)) is held:
+        del _held[id(held.segment)]
+    if _held_by_name.get(held.name) is held:
+        del _held_by_name[held.name]
 
 
 def unlink_adopted(token: str) -> None:
-    """Unlink the names of every segment adopted for the pool with ``token``.
+    """Unlink the names of every segment held for the pool with ``token``.
 
     Their arrays stay valid; only sending them on without a copy ends.
     """
-    with _adopted_lock:
-        records = [r for r in _adopted.values() if r.token == token and r.linked]
-        for record in records:
-            record.linked = False
-    for record in records:
-        unlink(record.name, tracked=True)
+    with _held_lock:
+        records = [h for h in _held.values() if h.token == token and h.linked]
+        for held in records:
+            held.linked = False
+    for held in records:
+        unlink(held.name, tracked=True)
 
 
 def _adopted_name(buffer: object) -> str | None:
-    with _adopted_lock:
-        record = _adopted.get(id(buffer))
-        return record.name if record is not None and record.linked else None
+    with _held_lock:
+        held = _held.get(id(buffer))
+        return held.name if held is not None and held.linked else None
+
+
+class _Unmapper:
+    """The background thread "aiopar-unmap": unlinks names and closes mappings."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[_Held, bool]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, held: _Held, *, close: bool) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="aiopar-unmap", daemon=True)
+                self._thread.start()
+        self._queue.put((held, close))
+
+    def _run(self) -> None:
+        while True:
+            held, close = self._queue.get()
+            with _held_lock:
+                linked, held.linked = held.linked, False
+            if linked:
+                unlink(held.name, tracked=True)
+            if close:
+                with _held_lock:
+                    _forget(held)
+                try:
+                    held.segment.close()
+                except BufferError:
+                    pass  # someone holds the mmap itself; it goes when they let go
+
+
+_unmapper = _Unmapper()
 
 
 # ── packing: pickling with arrays diverted ─────────────────────────────────────────
@@ -439,21 +512,14 @@ def _try_close(segment: mmap.mmap) -> bool:
 _worker_maps = _WorkerMaps()
 
 
-# Output segments the parent made for amap_chunks destinations, by name.
-_outputs: dict[str, mmap.mmap] = {}
-
-
-def create_output(token: str, nbytes: int) -> tuple[str, mmap.mmap]:
+def create_output(token: str, nbytes: int) -> _Held:
     """A parent segment for answers to be written in place (see :class:`Destination`).
 
     Not touched here: each worker faults in the pages it writes, in parallel.
+    Call :func:`release_output` when the call is over.
     """
     name = new_name(token)
-    segment = _create(name, nbytes)
-    _track(name)
-    with _adopted_lock:
-        _outputs[name] = segment
-    return name, segment
+    return _hold(name, token, _create(name, nbytes), released=False)
 
 
 def eligible(data: Any) -> bool:
@@ -466,10 +532,11 @@ def eligible(data: Any) -> bool:
     )
 
 
-def joined_in_place(answers: list[Any], segment: mmap.mmap) -> Any:
-    """The concatenation of ``answers`` if they lie back to back in ``segment``, else None."""
+def joined_in_place(answers: list[Any], held: _Held) -> Any:
+    """The concatenation of ``answers`` if they lie back to back in ``held``, else None."""
     import numpy as np
 
+    segment = held.segment
     if not answers or not all(type(a) is np.ndarray for a in answers):
         return None
     first = answers[0]
@@ -484,14 +551,16 @@ def joined_in_place(answers: list[Any], segment: mmap.mmap) -> Any:
             return None
         expected += answer.nbytes
     rows = sum(a.shape[0] for a in answers)
-    return np.ndarray((rows, *first.shape[1:]), first.dtype, buffer=segment)
+    return _root(held, shape=(rows, *first.shape[1:]), dtype=first.dtype)
 
 
-def release_output(name: str) -> None:
-    """Unlink an output segment's name; arrays over it stay valid."""
-    with _adopted_lock:
-        _outputs.pop(name, None)
-    unlink(name, tracked=True)
+def release_output(held: _Held) -> None:
+    """The call is over: remove the name now and the mapping once its arrays are gone
+    (both in the unmap thread)."""
+    with _held_lock:
+        held.released = True
+        done = held.roots == 0
+    _unmapper.put(held, close=done)
 
 
 def load_in_worker(data: bytes, entries: list[_Entry]) -> Any:
@@ -508,22 +577,28 @@ def _load(data: bytes, entries: list[_Entry], *, token: str | None) -> Any:
     import numpy as np
 
     arrays = []
-    maps: dict[str, mmap.mmap] = {}
-    with _adopted_lock:
-        own = {e.name: _outputs[e.name] for e in entries if e.name in _outputs}
-    for entry in entries:
-        if entry.name in own:
-            segment = own[entry.name]
-        elif token is None:
+    if token is None:  # in a worker
+        for entry in entries:
             segment = _worker_maps.get(entry.name)
-        else:
-            if entry.name not in maps:
-                maps[entry.name] = adopt(entry.name, token)
-            segment = maps[entry.name]
-        array = np.ndarray(
-            entry.shape, entry.dtype, buffer=segment, offset=entry.offset, order=entry.order
-        )
-        arrays.append(array)
+            arrays.append(
+                np.ndarray(
+                    entry.shape,
+                    entry.dtype,
+                    buffer=segment,
+                    offset=entry.offset,
+                    order=entry.order,
+                )
+            )
+    else:
+        adopted: dict[str, _Held] = {}
+        for entry in entries:
+            with _held_lock:
+                held = _held_by_name.get(entry.name)  # one of our output segments
+            if held is None or held.token != token:
+                if entry.name not in adopted:
+                    adopted[entry.name] = adopt(entry.name, token)
+                held = adopted[entry.name]
+            arrays.append(_root(held, entry))
     _table.current = arrays
     try:
         return pickle.loads(data)

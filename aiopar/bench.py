@@ -1037,11 +1037,11 @@ def format_markdown(results: Sequence[tuple[Workload, list[Result]]], heading: s
 
 
 def _source_fingerprint() -> str:
-    """A short hash of aiopar's ``*.py`` files: which code a table measured."""
+    """A short hash of aiopar's ``*.py`` files but this one: which code a table measured."""
     digest = hashlib.sha256()
     package = os.path.dirname(os.path.abspath(aiopar.__file__))
     for name in sorted(os.listdir(package)):
-        if name.endswith(".py"):
+        if name.endswith(".py") and name != "bench.py":
             with open(os.path.join(package, name), "rb") as file:
                 digest.update(name.encode() + b"\0" + file.read() + b"\0")
     return digest.hexdigest()[:12]
@@ -1154,7 +1154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: the options after ``bench`` (``None``: ``sys.argv[1:]``); see ``--help``.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        parser.error("--loop uvloop needs uvloop: pip install 'aiopar[uvloop]'")
     sizes = QUICK if args.quick else FULL
     names = [name for name in WORKLOADS if not args.only or name in args.only]
     catalog = _workloads(sizes)
