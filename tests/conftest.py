@@ -45,8 +45,11 @@ def _infrastructure_pids() -> set[int]:
 
 def _children() -> set[int]:
     try:
-        return {child.pid for child in psutil.Process().children(recursive=True)
-                if child.status() != psutil.STATUS_ZOMBIE}
+        return {
+            child.pid
+            for child in psutil.Process().children(recursive=True)
+            if child.status() != psutil.STATUS_ZOMBIE
+        }
     except psutil.NoSuchProcess:
         return set()
 

@@ -9,8 +9,18 @@ from pathlib import Path
 import aiopar
 
 CONTRACT = {
-    "Pool", "amap", "amap_chunks", "imap", "submit", "gather", "remote", "tree_reduce",
-    "shutdown", "worker_state", "TaskRef", "WorkerCrashedError",
+    "Pool",
+    "amap",
+    "amap_chunks",
+    "imap",
+    "submit",
+    "gather",
+    "remote",
+    "tree_reduce",
+    "shutdown",
+    "worker_state",
+    "TaskRef",
+    "WorkerCrashedError",
 }
 
 
@@ -51,6 +61,11 @@ def test_private_modules_declare_all() -> None:
         if path.name in {"__init__.py", "__main__.py"}:
             continue
         tree = ast.parse(path.read_text())
-        names = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
-                 if isinstance(t, ast.Name)}
+        names = {
+            t.id
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
         assert "__all__" in names, f"{path.name} has no __all__"

@@ -118,9 +118,7 @@ def test_script_without_main_guard_gets_one_clear_error(tmp_path) -> None:  # ty
         "def square(x):\n    return x * x\n"
         "print(anyio.run(aiopar.amap, square, [1, 2]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert 'if __name__ == "__main__":' in done.stderr
     assert done.stderr.count("Traceback") == 1
