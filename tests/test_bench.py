@@ -1,0 +1,187 @@
+"""Tests for ``python -m aiopar bench`` (aiopar/bench.py).
+
+One quick run of the real command, in a subprocess with real worker processes, is
+shared by the tests that check its output. No timing is asserted: the machines these
+run on are shared and noisy, so only the shape of the output is checked. The table and
+the verdicts are also tested on made-up results, without any process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiopar import bench
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WORKLOADS = ("vec", "vec_heavy", "loop_lag", "seed_dag", "py_tasks", "cold_start")
+CORE_ROWS = ("sequential", "aiopar", "run_in_executor")
+THIRD_PARTY = {"joblib": "joblib", "ray": "ray", "dask": "distributed", "mpire": "mpire"}
+
+
+def run_bench(*args: str, timeout: float = 170) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aiopar", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One ``bench --quick --repeat 1`` run writing JSON and Markdown; its outputs."""
+    folder = tmp_path_factory.mktemp("bench")
+    json_path, markdown_path = folder / "bench.json", folder / "bench.md"
+    result = run_bench(
+        "--quick", "--repeat", "1", "--json", str(json_path), "--markdown", str(markdown_path)
+    )
+    return {
+        "result": result,
+        "json": json.loads(json_path.read_text()) if json_path.exists() else None,
+        "markdown": markdown_path.read_text() if markdown_path.exists() else None,
+    }
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_workload_names_are_the_documented_ones() -> None:
+    assert bench.WORKLOADS == WORKLOADS
+    assert set(bench.THIRD_PARTY) == set(THIRD_PARTY)
+
+
+@pytest.mark.timeout(180)
+def test_quick_run_exits_zero_and_prints_one_table(quick_run: dict[str, Any]) -> None:
+    result = quick_run["result"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("workload"))
+    for column in ("contender", "median s", "speedup", "bar", "met?"):
+        assert column in header
+    for contender in CORE_ROWS:
+        assert contender in result.stdout
+    assert "Finished in" in result.stdout
+
+
+@pytest.mark.timeout(180)
+def test_quick_run_json_has_every_workload_with_numbers(quick_run: dict[str, Any]) -> None:
+    data = quick_run["json"]
+    assert data is not None, quick_run["result"].stderr
+    assert set(data["workloads"]) == set(WORKLOADS)
+    for name, workload in data["workloads"].items():
+        rows = {row["contender"]: row for row in workload["rows"]}
+        for contender in CORE_ROWS:
+            row = rows[contender]
+            assert row["status"] == "ok", (name, row)
+            assert is_number(row["median_s"]) and row["median_s"] >= 0, (name, row)
+            assert is_number(row["speedup"]) and row["speedup"] > 0, (name, row)
+            assert len(row["runs_s"]) == 1
+        assert isinstance(rows["aiopar"]["met"], bool)
+        assert isinstance(workload["met"], bool)
+        for library, module in THIRD_PARTY.items():
+            if library in rows and importlib.util.find_spec(module) is None:
+                assert rows[library]["status"] == "not installed"
+    lag = {row["contender"]: row for row in data["workloads"]["loop_lag"]["rows"]}
+    for contender in CORE_ROWS:
+        stats = lag[contender]["lag_ms"]
+        assert all(is_number(stats[key]) for key in ("p50", "p99", "max"))
+    assert data["options"] == {
+        "quick": True,
+        "repeat": 1,
+        "loop": "asyncio",
+        "sizes": data["options"]["sizes"],
+    }
+    assert data["machine"]["workers"] >= 1
+
+
+@pytest.mark.timeout(180)
+def test_quick_run_writes_a_markdown_table(quick_run: dict[str, Any]) -> None:
+    markdown = quick_run["markdown"]
+    assert markdown is not None, quick_run["result"].stderr
+    lines = markdown.splitlines()
+    header = lines.index(
+        "| workload | contender | median s | speedup | peak +MiB | bar | met? | notes |"
+    )
+    assert lines[header + 1].startswith("| --- | --- | ---: |")
+    rows = [line for line in lines[header + 2 :] if line.startswith("|")]
+    assert len(rows) >= len(WORKLOADS) * len(CORE_ROWS)
+    assert all(line.count(" | ") == 7 for line in rows)
+
+
+@pytest.mark.timeout(60)
+def test_bad_repeat_is_refused_with_usage() -> None:
+    result = run_bench("--repeat", "0", timeout=50)
+    assert result.returncode == 2
+    assert "usage: python -m aiopar bench" in result.stderr
+    assert "--repeat" in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_help_lists_the_options() -> None:
+    result = run_bench("--help", timeout=50)
+    assert result.returncode == 0, result.stderr
+    for option in ("--repeat", "--quick", "--json", "--markdown", "--only"):
+        assert option in result.stdout
+
+
+def made_up_results() -> list[tuple[bench.Workload, list[bench.Result]]]:
+    workloads = bench._workloads(bench.FULL)
+    vec = [
+        bench.Result("vec", "sequential", runs_s=[0.6, 0.5, 0.7]),
+        bench.Result("vec", "aiopar", runs_s=[0.3, 0.35, 0.32], peak_mib=300.0),
+        bench.Result("vec", "run_in_executor", runs_s=[1.0]),
+        bench.Result("vec", "joblib", status="not installed"),
+    ]
+    lag = [
+        bench.Result("loop_lag", "sequential", runs_s=[1.0]),
+        bench.Result(
+            "loop_lag", "aiopar", runs_s=[2.0], lag_ms={"p50": 0.1, "p99": 4.0, "max": 30.0}
+        ),
+    ]
+    return [(workloads["vec"], vec), (workloads["loop_lag"], lag)]
+
+
+def test_judge_computes_speedups_and_verdicts() -> None:
+    results = made_up_results()
+    for workload, rows in results:
+        bench.judge(workload, rows)
+    vec, lag = results[0][1], results[1][1]
+    assert vec[0].speedup == pytest.approx(1.0)
+    assert vec[1].speedup == pytest.approx(0.6 / 0.32)
+    assert vec[1].met is True  # ×1.875 ≥ ×1.5
+    assert vec[2].speedup == pytest.approx(0.6) and vec[2].met is None  # bars are aiopar's
+    assert vec[3].speedup is None and vec[3].met is None
+    assert lag[1].met is False  # max 30 ms > 25 ms
+
+
+def test_table_and_markdown_are_aligned() -> None:
+    results = made_up_results()
+    for workload, rows in results:
+        bench.judge(workload, rows)
+    table = bench.format_table(results).splitlines()
+    assert table[0].startswith("workload")
+    assert set(table[1]) == {"-"}
+    contender_column = table[0].index("contender")
+    assert [line[contender_column:].split()[0] for line in table[2:]] == [
+        "sequential",
+        "aiopar",
+        "run_in_executor",
+        "joblib",
+        "sequential",
+        "aiopar",
+    ]
+    assert "not installed" in table[5]
+    markdown = bench.format_markdown(results, "heading")
+    assert markdown.startswith("heading\n\n| workload |")
+    assert "| ×1.88 |" in markdown
