@@ -50,6 +50,7 @@ __all__ = [
     "THRESHOLD",
     "Arena",
     "Destination",
+    "LoadFailed",
     "adopt",
     "create_output",
     "dump",
@@ -563,9 +564,23 @@ def release_output(held: _Held) -> None:
     _unmapper.put(held, close=done)
 
 
+class LoadFailed:
+    """Stands for call arguments a worker could not load; the job raises ``error``.
+
+    Unpickling happens before the job runs, inside the executor's own loop: an
+    exception there would kill the worker process and break the whole pool.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 def load_in_worker(data: bytes, entries: list[_Entry]) -> Any:
     """Unpickle call arguments in a worker: arrays are read-only views of segments."""
-    return _load(data, entries, token=None)
+    try:
+        return _load(data, entries, token=None)
+    except Exception as exc:
+        return LoadFailed(exc)
 
 
 def load_in_parent(data: bytes, entries: list[_Entry], token: str) -> Any:

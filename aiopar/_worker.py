@@ -363,6 +363,8 @@ def run_job(
             "the pool's initializer failed in this worker, so no task can run"
         ) from _portable_exception(_init_error)
     data: Any = unwrap(payload)
+    if type(data).__name__ == "LoadFailed":  # see _shm.LoadFailed
+        raise RuntimeError(f"the worker could not load this job's arguments: {data.error}")
     try:
         func = _load_func(func_blob)
         start = time.perf_counter()

@@ -197,3 +197,15 @@ def test_joined_in_place_refuses_answers_that_are_not_back_to_back() -> None:
     while held.name in os.listdir("/dev/shm") or not held.segment.closed:
         assert time.monotonic() < deadline, "the unmap thread did not release the segment"
         time.sleep(0.01)
+
+
+def test_arguments_a_worker_cannot_load_fail_the_job_not_the_worker() -> None:
+    from aiopar import _worker
+
+    missing = _shm._Entry("aiopar-no-such-segment", 0, (4,), np.dtype("f8"), "C")
+    loaded = _shm.load_in_worker(b"", [missing])
+    assert isinstance(loaded, _shm.LoadFailed)
+    assert isinstance(loaded.error, FileNotFoundError)
+    blob = __import__("cloudpickle").dumps(workers.identity)
+    with pytest.raises(RuntimeError, match="could not load this job's arguments"):
+        _worker.run_job(-1, blob, _worker.CALL, loaded)
