@@ -57,7 +57,9 @@ async def _collect(items: object) -> list[Any]:
         return [item async for item in items]
     if isinstance(items, Iterable) and not isinstance(items, str | bytes):
         return list(items)
-    raise TypeError(f"items must be an iterable or async iterable, got {type(items).__name__}")
+    raise TypeError(
+        f"items must be an iterable or async iterable, got {type(items).__name__}: {items!r}"
+    )
 
 
 async def _settle(awaitable: Awaitable[Any], future: cf.Future[Any]) -> None:

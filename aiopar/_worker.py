@@ -78,13 +78,23 @@ class Portable:
     Inside one process (a thread-based ``executor=``), the object is passed as is.
     """
 
-    __slots__ = ("obj",)
+    __slots__ = ("obj", "what")
 
-    def __init__(self, obj: object) -> None:
+    def __init__(self, obj: object, what: str | None = None) -> None:
         self.obj = obj
+        self.what = what  # "the result of f", for the error if it cannot be pickled
 
     def __reduce__(self) -> tuple[Callable[[bytes], object], tuple[bytes]]:
-        return (pickle.loads, (dumps(self.obj),))
+        try:
+            return (pickle.loads, (dumps(self.obj),))
+        except Exception as exc:
+            if self.what is None:
+                raise
+            raise TypeError(
+                f"{self.what} cannot be pickled to send it back "
+                f"({type(exc).__name__}: {exc}); return picklable data (plain values, "
+                "arrays, dataclasses) from functions that run in workers"
+            ) from None
 
 
 class Outbound(Portable):
@@ -144,8 +154,10 @@ class Result(Portable):
 
     __slots__ = ("destination", "segment", "token")
 
-    def __init__(self, obj: object, segment: str, destination: Any, token: str) -> None:
-        super().__init__(obj)
+    def __init__(
+        self, obj: object, segment: str, destination: Any, token: str, what: str | None = None
+    ) -> None:
+        super().__init__(obj, what)
         self.segment = segment
         self.destination = destination
         self.token = token
@@ -383,6 +395,7 @@ def run_job(
         if portable is exc:
             raise
         raise portable.with_traceback(exc.__traceback__) from None
+    what = f"the result of {getattr(func, '__qualname__', type(func).__name__)}"
     if shm is not None:
-        return (elapsed, Result(result, *shm))
-    return (elapsed, Portable(result))
+        return (elapsed, Result(result, *shm, what=what))
+    return (elapsed, Portable(result, what))
