@@ -45,7 +45,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _shm, _worker
+from . import _packing, _shm, _worker
 from .errors import WorkerCrashedError
 
 __all__ = ["Dispatcher", "Job"]
@@ -75,9 +75,9 @@ class Job:
     exec_future: cf.Future[Any] | None = None
     cancel_requested: bool = False
     first_item: int = 0  # index of a chunk's first item among all items, for messages
-    # Shared memory (see _shm.py): where the answer may be written, the name of this
+    # Shared memory (see _shm.py, _packing.py): where the answer may be written, the name of this
     # launch's result segment, and the arena segments holding its arguments.
-    destination: _shm.Destination | None = None
+    destination: _packing.Destination | None = None
     result_segment: str | None = None
     segments: list[_shm.Segment] = field(default_factory=list)
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from . import _shm
+from . import _packing, _shm
 from ._checks import check_items
 from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split, take
 from ._chunks import combine as combine_answers
@@ -247,7 +247,7 @@ async def amap_chunks(
         output = _shm.create_output(dispatcher.token, data.nbytes)
         offset = 0
         for job, piece in zip(jobs, pieces, strict=True):
-            job.destination = _shm.Destination(output.name, offset, piece.nbytes)
+            job.destination = _packing.Destination(output.name, offset, piece.nbytes)
             offset += piece.nbytes
     watcher = FutureWatcher()
     bar = _Progress(progress, len(jobs), name)

@@ -1,70 +1,54 @@
-"""Shared memory for numpy arrays: the arena, result segments, packing and unpacking.
+"""Shared-memory segments for numpy arrays: names, the arena, and who keeps what alive.
 
-Arrays of at least :data:`THRESHOLD` bytes (plain ``numpy.ndarray``, no object dtype)
-never travel inside a pickle. Pickling diverts them, through the pickler's
-``dispatch_table`` (so every other object keeps C-speed pickling), into segments:
+How arrays get into and out of these segments (pickling with big arrays diverted) is in
+``_packing.py``; this module holds the segments themselves:
 
-    parent → worker (call arguments, pickled in the executor's feeder thread)
-        an array that already lives in one of our segments (a task's result) is sent by
-        name, without a copy; any other one is copied into a segment of the parent's
-        :class:`Arena`, reused from call to call so its pages are touched once. The
-        worker maps it read-only: it cannot corrupt the caller's data.
-    worker → parent (results, pickled in the worker)
-        all big arrays of one result are copied into one new segment whose name the
-        parent chose for that job (``Job.result_segment``), so a crash cannot leak it:
-        the parent unlinks that name whenever the job did not deliver. The parent then
-        *adopts* the segment (see :func:`adopt`): the caller gets arrays over it, its
-        own and writable, valid after the pool is closed, without any copy; passed to
-        another task, they go by name.
-    ``amap_chunks`` outputs
-        the parent creates one output segment the size of the input and gives each piece
-        its slice as a *destination*; a worker whose answer fits writes it there, so the
-        answers already stand concatenated: ``combine="concat"`` costs nothing.
+* :class:`Arena` — parent-owned segments for arrays sent to workers, reused from call to
+  call so their pages are touched once; unlinked when the pool closes.
+* :func:`adopt` / :func:`create_output` — parent mappings that arrays handed to the
+  caller live on (a worker's result segment; an ``amap_chunks`` output segment). The
+  pool keeps each mapping and counts the arrays over it; when the last one is
+  garbage-collected, the "aiopar-unmap" thread closes the mapping and removes the name.
+  Unmapping a big segment takes tens of milliseconds: never on the event loop.
+* :class:`_WorkerMaps` — a worker's read-only mappings, cached and bounded in bytes.
 
-Names are ``aiopar-<token>-<n>``. The parent registers every name it creates or adopts
-with multiprocessing's resource tracker, which unlinks them if the parent dies; it
-unlinks adopted names when their arrays are garbage-collected or their pool closes,
-and arena segments when the pool closes. Workers register nothing (a worker's tracker
-would unlink on the worker's exit).
+Names are ``aiopar-<token>-<pid>-<n>``. The parent registers every name it creates or
+adopts with multiprocessing's resource tracker, which unlinks them if the parent dies.
+Workers register nothing (a worker's tracker would unlink on the worker's exit). We use
+``_posixshmem`` directly, not ``multiprocessing.shared_memory.SharedMemory``, whose
+3.11 tracker registration in every attaching process is exactly that problem.
 """
 
 from __future__ import annotations
 
 import _posixshmem
-import copyreg
-import io
 import itertools
 import mmap
 import os
-import pickle
 import queue
 import secrets
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import resource_tracker
-from typing import Any, Literal
+from typing import Any
 
 __all__ = [
     "THRESHOLD",
     "Arena",
-    "Destination",
-    "LoadFailed",
+    "Segment",
     "adopt",
     "create_output",
-    "dump",
-    "load_in_parent",
-    "load_in_worker",
+    "eligible",
+    "joined_in_place",
+    "new_name",
     "release_output",
     "unlink",
     "unlink_adopted",
 ]
 
-#: Arrays of at least this many bytes go through shared memory.
 THRESHOLD = 1 << 20
-_ALIGN = 64
-_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _counter = itertools.count()
 _process_token = secrets.token_hex(4)
 
@@ -223,17 +207,10 @@ def adopt(name: str, token: str) -> _Held:
     return _hold(name, token, _attach(name, writable=True), released=True)
 
 
-def _root(held: _Held, entry: _Entry | None = None, **layout: Any) -> Any:
+def _root(held: _Held, **layout: Any) -> Any:
     """An array directly over ``held``'s mapping, counted so the mapping outlives it."""
     import numpy as np
 
-    if entry is not None:
-        layout = {
-            "shape": entry.shape,
-            "dtype": entry.dtype,
-            "offset": entry.offset,
-            "order": entry.order,
-        }
     array = np.ndarray(buffer=held.segment, **layout)
     with _held_lock:
         held.roots += 1
@@ -309,32 +286,7 @@ class _Unmapper:
 _unmapper = _Unmapper()
 
 
-# ── packing: pickling with arrays diverted ─────────────────────────────────────────
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where a worker may write its answer: a slice of a parent-created segment."""
-
-    name: str
-    offset: int
-    nbytes: int
-
-
-@dataclass
-class _Entry:
-    name: str
-    offset: int
-    shape: tuple[int, ...]
-    dtype: Any
-    order: Literal["C", "F"]
-
-
-_table = threading.local()
-
-
-def _from_entry(index: int) -> Any:
-    return _table.current[index]
+# ── array helpers ──────────────────────────────────────────────────────────────────
 
 
 def _big(array: Any) -> bool:
@@ -350,133 +302,11 @@ def _root_buffer(array: Any) -> object:
     return base
 
 
-@dataclass
-class _Packer:
-    """Collects big arrays while pickling; see :func:`dump`."""
-
-    parent: bool
-    arena: Arena | None = None
-    used: list[Segment] = field(default_factory=list)
-    pending: list[Any] = field(default_factory=list)  # worker side: arrays to copy
-    entries: list[_Entry | None] = field(default_factory=list)
-
-    def reduce(self, array: Any) -> Any:
-        if not _big(array):
-            return array.__reduce_ex__(_PICKLE_PROTOCOL)
-        order: Literal["C", "F"] = (
-            "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
-        )
-        index = len(self.entries)
-        if self.parent:
-            self.entries.append(self._place_in_parent(array, order))
-        else:
-            self.entries.append(None)
-            self.pending.append((index, array, order))
-        return (_from_entry, (index,))
-
-    def _place_in_parent(self, array: Any, order: Literal["C", "F"]) -> _Entry:
-        import numpy as np
-
-        buffer = _root_buffer(array)
-        name = _adopted_name(buffer)
-        if (
-            name is not None
-            and isinstance(buffer, mmap.mmap)
-            and (array.flags.c_contiguous or array.flags.f_contiguous)
-        ):
-            offset = _address(array) - _address(np.frombuffer(buffer, dtype=np.uint8))
-            return _Entry(name, offset, array.shape, array.dtype, order)
-        assert self.arena is not None
-        segment = self.arena.take(array.nbytes)
-        self.used.append(segment)
-        view = np.ndarray(array.shape, array.dtype, buffer=segment.map, order=order)
-        np.copyto(view, array)  # releases the GIL for big copies
-        return _Entry(segment.name, 0, array.shape, array.dtype, order)
-
-
 def _address(array: Any) -> int:
     return int(array.__array_interface__["data"][0])
 
 
-def _pickler(file: io.BytesIO, packer: _Packer) -> pickle.Pickler:
-    import numpy as np
-
-    pickler = pickle.Pickler(file, protocol=_PICKLE_PROTOCOL)
-    pickler.dispatch_table = copyreg.dispatch_table.copy()
-    pickler.dispatch_table[np.ndarray] = packer.reduce
-    return pickler
-
-
-def dump(
-    obj: object,
-    *,
-    arena: Arena | None = None,
-    result_segment: str | None = None,
-    destination: Destination | None = None,
-) -> tuple[bytes, list[_Entry], list[Segment]]:
-    """Pickle ``obj`` with its big arrays in shared memory.
-
-    In the parent pass ``arena``; in a worker pass ``result_segment`` (the name the
-    parent chose) and maybe ``destination``. Returns the pickle, the array table and
-    the arena segments used (to give back once the job is done).
-    """
-    packer = _Packer(parent=arena is not None, arena=arena)
-    file = io.BytesIO()
-    try:
-        _pickler(file, packer).dump(obj)
-        if packer.pending:
-            _write_results(packer, result_segment, destination)
-    except BaseException:
-        if arena is not None:
-            arena.give_back(packer.used)
-        raise
-    return file.getvalue(), packer.entries, packer.used  # type: ignore[return-value]
-
-
-def _write_results(
-    packer: _Packer, result_segment: str | None, destination: Destination | None
-) -> None:
-    import numpy as np
-
-    pending = packer.pending
-    if destination is not None and len(pending) == 1:
-        index, array, order = pending[0]
-        if array.nbytes == destination.nbytes and order == "C":
-            target = _attach(destination.name, writable=True)
-            try:
-                view = np.ndarray(
-                    array.shape, array.dtype, buffer=target, offset=destination.offset
-                )
-                np.copyto(view, array)
-                del view
-            finally:
-                target.close()
-            packer.entries[index] = _Entry(
-                destination.name, destination.offset, array.shape, array.dtype, "C"
-            )
-            return
-    if result_segment is None:
-        raise RuntimeError("a big array result needs a result segment name")
-    offsets = []
-    size = 0
-    for _, array, _ in pending:
-        offsets.append(size)
-        size += -(-array.nbytes // _ALIGN) * _ALIGN
-    segment = _create(result_segment, size)
-    try:
-        for (index, array, order), offset in zip(pending, offsets, strict=True):
-            view = np.ndarray(array.shape, array.dtype, buffer=segment, offset=offset, order=order)
-            np.copyto(view, array)
-            del view
-            packer.entries[index] = _Entry(result_segment, offset, array.shape, array.dtype, order)
-    except BaseException:
-        unlink(result_segment)
-        raise
-    finally:
-        segment.close()
-
-
-# ── unpacking ──────────────────────────────────────────────────────────────────────
+# ── mappings ───────────────────────────────────────────────────────────────────────
 
 
 class _WorkerMaps:
@@ -562,60 +392,3 @@ def release_output(held: _Held) -> None:
         held.released = True
         done = held.roots == 0
     _unmapper.put(held, close=done)
-
-
-class LoadFailed:
-    """Stands for call arguments a worker could not load; the job raises ``error``.
-
-    Unpickling happens before the job runs, inside the executor's own loop: an
-    exception there would kill the worker process and break the whole pool.
-    """
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def load_in_worker(data: bytes, entries: list[_Entry]) -> Any:
-    """Unpickle call arguments in a worker: arrays are read-only views of segments."""
-    try:
-        return _load(data, entries, token=None)
-    except Exception as exc:
-        return LoadFailed(exc)
-
-
-def load_in_parent(data: bytes, entries: list[_Entry], token: str) -> Any:
-    """Unpickle a result in the parent: result segments are adopted (see :func:`adopt`)."""
-    return _load(data, entries, token=token)
-
-
-def _load(data: bytes, entries: list[_Entry], *, token: str | None) -> Any:
-    import numpy as np
-
-    arrays = []
-    if token is None:  # in a worker
-        for entry in entries:
-            segment = _worker_maps.get(entry.name)
-            arrays.append(
-                np.ndarray(
-                    entry.shape,
-                    entry.dtype,
-                    buffer=segment,
-                    offset=entry.offset,
-                    order=entry.order,
-                )
-            )
-    else:
-        adopted: dict[str, _Held] = {}
-        for entry in entries:
-            with _held_lock:
-                held = _held_by_name.get(entry.name)  # one of our output segments
-            if held is None or held.token != token:
-                if entry.name not in adopted:
-                    adopted[entry.name] = adopt(entry.name, token)
-                held = adopted[entry.name]
-            arrays.append(_root(held, entry))
-    _table.current = arrays
-    try:
-        return pickle.loads(data)
-    finally:
-        _table.current = None

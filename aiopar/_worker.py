@@ -125,15 +125,15 @@ class Outbound(Portable):
 
     def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
         if self.arena is not None and "numpy" in sys.modules:
-            from . import _shm
+            from . import _packing
 
             try:
-                data, entries, used = _shm.dump(self.obj, arena=self.arena)
+                data, entries, used = _packing.dump(self.obj, arena=self.arena)
             except Exception:
                 pass  # not plain-picklable: cloudpickle below, arrays inline
             else:
                 self.segments.extend(used)
-                return (_shm.load_in_worker, (data, entries))
+                return (_packing.load_in_worker, (data, entries))
         try:
             return super().__reduce__()
         except Exception as exc:
@@ -164,16 +164,16 @@ class Result(Portable):
 
     def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
         if "numpy" in sys.modules:
-            from . import _shm
+            from . import _packing
 
             try:
-                data, entries, _ = _shm.dump(
+                data, entries, _ = _packing.dump(
                     self.obj, result_segment=self.segment, destination=self.destination
                 )
             except Exception:
                 pass
             else:
-                return (_shm.load_in_parent, (data, entries, self.token))
+                return (_packing.load_in_parent, (data, entries, self.token))
         return super().__reduce__()
 
 
@@ -361,7 +361,7 @@ def run_job(
     """Run one job in this worker; return ``(seconds spent computing, wrapped result)``.
 
     ``shm`` is ``(result segment name, destination, pool token)`` when results may
-    travel through shared memory (see ``_shm.py``).
+    travel through shared memory (see ``_packing.py``).
     """
     global _last_result_segment
     if shm is not None:
@@ -375,7 +375,7 @@ def run_job(
             "the pool's initializer failed in this worker, so no task can run"
         ) from _portable_exception(_init_error)
     data: Any = unwrap(payload)
-    if type(data).__name__ == "LoadFailed":  # see _shm.LoadFailed
+    if type(data).__name__ == "LoadFailed":  # see _packing.LoadFailed
         raise RuntimeError(f"the worker could not load this job's arguments: {data.error}")
     try:
         func = _load_func(func_blob)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import aiopar
-from aiopar import _shm
+from aiopar import _packing, _shm
 from tests import workers
 
 BIG = 300_000  # float64 items: 2.4 MB, above the 1 MiB threshold
@@ -202,9 +202,9 @@ def test_joined_in_place_refuses_answers_that_are_not_back_to_back() -> None:
 def test_arguments_a_worker_cannot_load_fail_the_job_not_the_worker() -> None:
     from aiopar import _worker
 
-    missing = _shm._Entry("aiopar-no-such-segment", 0, (4,), np.dtype("f8"), "C")
-    loaded = _shm.load_in_worker(b"", [missing])
-    assert isinstance(loaded, _shm.LoadFailed)
+    missing = _packing._Entry("aiopar-no-such-segment", 0, (4,), np.dtype("f8"), "C")
+    loaded = _packing.load_in_worker(b"", [missing])
+    assert isinstance(loaded, _packing.LoadFailed)
     assert isinstance(loaded.error, FileNotFoundError)
     blob = __import__("cloudpickle").dumps(workers.identity)
     with pytest.raises(RuntimeError, match="could not load this job's arguments"):
