@@ -7,6 +7,8 @@ already have run. So calls look at their arguments first, cheaply:
 * values of types that always pickle (numbers, strings, bytes, numpy arrays without
   object dtype, pandas objects) are passed over by type, whatever their size;
 * lists, tuples, sets and dicts are walked;
+* an object that pickles as "its class + its ``__dict__``" (a dataclass, a plain
+  class) is looked at through its class and its attributes, walked by these rules;
 * any other object is pickled once *per type* (the first instance of each type stands
   for the others), plainly and then with cloudpickle.
 
@@ -30,8 +32,18 @@ _CONTAINERS = (list, tuple, set, frozenset)
 _MAX_DEPTH = 32
 
 
+def _plain_state(kind: type) -> bool:
+    """Whether instances of ``kind`` pickle as "their class + their ``__dict__``"."""
+    return (
+        getattr(kind, "__reduce_ex__", None) is object.__reduce_ex__
+        and getattr(kind, "__reduce__", None) is object.__reduce__
+        and getattr(kind, "__getstate__", object.__getstate__) is object.__getstate__
+        and "__slots__" not in vars(kind)
+    )
+
+
 def _refused(
-    value: object, verdicts: dict[type, bool], skip: tuple[type, ...], depth: int = 0
+    value: object, verdicts: dict[object, bool], skip: tuple[type, ...], depth: int = 0
 ) -> bool:
     kind = type(value)
     if kind in _ALWAYS or (skip and isinstance(value, skip)):
@@ -48,6 +60,17 @@ def _refused(
             _refused(k, verdicts, skip, depth + 1) or _refused(v, verdicts, skip, depth + 1)
             for k, v in value.items()
         )
+    if (
+        depth < _MAX_DEPTH
+        and _plain_state(kind)
+        and isinstance(getattr(value, "__dict__", None), dict)
+    ):
+        # A dataclass or plain object: look at its class and walk its attributes, so
+        # that a big array it holds is passed over by type, never pickled here.
+        key = ("class", kind)
+        if key not in verdicts:
+            verdicts[key] = not _pickles(kind)
+        return verdicts[key] or _refused(vars(value), verdicts, skip, depth + 1)
     verdict = verdicts.get(kind)
     if verdict is None:
         verdict = verdicts[kind] = not _pickles(value)
@@ -79,7 +102,7 @@ def _stand_ins() -> tuple[type, ...]:
 def first_unpicklable(values: Iterable[Any]) -> int | None:
     """Index of the first value that cannot be pickled, or None (TaskRefs and other
     awaitables, which stand for values, are passed over)."""
-    verdicts: dict[type, bool] = {}
+    verdicts: dict[object, bool] = {}
     skip = _stand_ins()
     for index, value in enumerate(values):
         if _refused(value, verdicts, skip):
@@ -98,7 +121,7 @@ def _error(what: str, label: str, value: object) -> TypeError:
 
 def check_arguments(args: Sequence[Any], kwargs: dict[str, Any], label: str) -> None:
     """Raise TypeError naming the first argument of a call that cannot be pickled."""
-    verdicts: dict[type, bool] = {}
+    verdicts: dict[object, bool] = {}
     skip = _stand_ins()
     for index, arg in enumerate(args):
         if _refused(arg, verdicts, skip):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import anyio
@@ -48,3 +49,28 @@ def test_long_sequences_are_checked_off_the_loop() -> None:
         await check_items(range(10**9), "amap(f)")  # a range holds ints: nothing to look at
 
     anyio.run(main)
+
+
+@dataclasses.dataclass
+class Holder:
+    data: object
+    note: str = "x"
+
+
+def test_a_dataclass_is_checked_through_its_attributes_not_pickled_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiopar import _checks
+
+    pickled: list[object] = []
+    real = _checks._pickles
+
+    def recording(value: object) -> bool:
+        pickled.append(value)
+        return real(value)
+
+    monkeypatch.setattr(_checks, "_pickles", recording)
+    big = Holder(np.ones(2_000_000))
+    assert first_unpicklable([big, Holder(np.zeros(3))]) is None
+    assert pickled == [Holder]  # the class, once; never an instance with its array
+    assert first_unpicklable([Holder({"deep": [threading.Lock()]})]) == 0
