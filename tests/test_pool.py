@@ -76,14 +76,11 @@ def test_kill_mode_and_process_options_need_our_own_processes() -> None:
 @pytest.mark.asyncio
 async def test_initializer_state_is_reachable_from_tasks() -> None:
     async with aiopar.Pool(workers=2, initializer=workers.make_state, initargs=("model",)) as pool:
-        states = await pool.amap(workers.get_state, range(6), chunksize=1)
-        pids = await pool.amap(workers.slow_pid, range(4), chunksize=1)
-    assert {state.split("-")[0] for state in states} == {"model"}
-    assert {int(state.split("-")[1]) for state in states} <= set(pids) | {
-        int(s.split("-")[1]) for s in states
-    }
-    # each worker computed its own state once: as many distinct states as workers used
-    assert 1 <= len(set(states)) <= 2
+        pairs = await pool.amap(workers.pid_and_state, range(6), chunksize=1)
+        live = set(pool.worker_pids())
+    # each task sees the state its own worker's initializer made: "model-<that pid>"
+    assert all(state == f"model-{pid}" for pid, state in pairs)
+    assert {pid for pid, _ in pairs} <= live
 
 
 @pytest.mark.asyncio

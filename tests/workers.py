@@ -164,3 +164,9 @@ def die_on_big(chunk: Any) -> Any:
     if chunk[0] > 1_000:
         os.kill(os.getpid(), signal.SIGKILL)
     return -chunk
+
+
+def pid_and_state(_: Any = None) -> tuple[int, Any]:
+    """This worker's pid with its state, from the same task."""
+    time.sleep(0.05)
+    return os.getpid(), aiopar.worker_state()
