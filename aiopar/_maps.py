@@ -113,9 +113,8 @@ async def _chunk_results(
     if isinstance(items, Sequence):  # all of it, before anything runs
         await check_items(items, f"{caller}({name})")
     sizer = ChunkSizer(pool.workers, chunksize, length)
-    limit = max_inflight if max_inflight is not None else None
+    limit = max_inflight
     out: collections.deque[Job] = collections.deque()  # sent, results not yet yielded
-    sizes: dict[Job, int] = {}
     items_out = 0
     taken = 0  # items taken from the source so far
     exhausted = False
@@ -144,7 +143,6 @@ async def _chunk_results(
                 job = Job(blob, MAP, chunk, f"chunk {count} of {caller}({name})")
                 job.first_item = taken
                 taken += len(chunk)
-                sizes[job] = len(chunk)
                 items_out += len(chunk)
                 out.append(job)
                 watcher.watch(job.future)
@@ -160,7 +158,7 @@ async def _chunk_results(
                 job = next(j for j in out if j.future is finished)
                 out.remove(job)
             result: list[Any] = job.future.result()
-            size = sizes.pop(job)
+            size = len(job.payload)  # type: ignore[arg-type]  # the chunk sent
             items_out -= size
             sizer.observe(size, job.elapsed)
             bar.update(size)
