@@ -278,16 +278,13 @@ class Dispatcher:
             exec_future = self._executor.submit(
                 _worker.run_job, job.slot, job.func_blob, job.kind, payload, shm
             )
-        except BrokenProcessPool:
+        except BaseException as exc:
             self._release_slot(job)
-            if not self._owns_executor:
-                raise
-            self._rebuild()
-            self._pending.appendleft(job)
-            return
-        except BaseException as exc:  # a foreign executor refusing work
-            self._release_slot(job)
-            _set_exception(job.future, exc)
+            if self._owns_executor and isinstance(exc, BrokenProcessPool):
+                self._rebuild()  # broke between two jobs: send this one to the new one
+                self._pending.appendleft(job)
+            else:  # a foreign executor refusing work (shut down, broken): this job fails
+                _set_exception(job.future, exc)
             return
         job.exec_future = exec_future
         self._inflight.add(job)

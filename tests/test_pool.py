@@ -160,3 +160,28 @@ async def test_shutdown_closes_default_pool_and_next_call_makes_a_new_one() -> N
 async def test_pool_argument_of_module_functions_is_checked() -> None:
     with pytest.raises(TypeError, match="pool"):
         await aiopar.amap(workers.square, [1], pool="mine")  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_foreign_executor_refusing_work_fails_that_call() -> None:
+    executor = cf.ThreadPoolExecutor(1)
+    async with aiopar.Pool(workers=1, executor=executor) as pool:
+        executor.shutdown()
+        with pytest.raises(RuntimeError, match="shutdown"):
+            await pool.submit(workers.square, 2)
+        with pytest.raises(RuntimeError, match="shutdown"):
+            await pool.amap(workers.square, [1, 2])
+
+
+@pytest.mark.asyncio
+async def test_a_broken_foreign_process_pool_fails_queued_calls_without_a_hang() -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    with cf.ProcessPoolExecutor(1) as executor:
+        async with aiopar.Pool(workers=1, executor=executor) as pool:
+            # the first job breaks the executor; the others wait with aiopar and are
+            # handed over only when earlier jobs finish, to a broken executor
+            refs = [pool.submit(workers.die), *(pool.submit(workers.square, i) for i in range(4))]
+            with anyio.fail_after(60):
+                results = await aiopar.gather(*refs, return_exceptions=True)
+    assert all(isinstance(r, BrokenProcessPool) for r in results), results
