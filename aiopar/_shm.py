@@ -26,7 +26,6 @@ import itertools
 import mmap
 import os
 import queue
-import secrets
 import threading
 import weakref
 from collections import OrderedDict
@@ -50,7 +49,6 @@ __all__ = [
 
 THRESHOLD = 1 << 20
 _counter = itertools.count()
-_process_token = secrets.token_hex(4)
 
 
 def new_name(token: str) -> str:
@@ -143,6 +141,8 @@ class Arena:
         drop = []
         with self._lock:
             for segment in segments:
+                if segment not in self._in_use:
+                    continue  # already closed with the arena
                 self._in_use.discard(segment)
                 if self._closed:
                     drop.append(segment)

@@ -209,3 +209,16 @@ def test_arguments_a_worker_cannot_load_fail_the_job_not_the_worker() -> None:
     blob = __import__("cloudpickle").dumps(workers.identity)
     with pytest.raises(RuntimeError, match="could not load this job's arguments"):
         _worker.run_job(-1, blob, _worker.CALL, loaded)
+
+
+def test_arena_takes_back_a_segment_after_close_without_closing_it_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[str] = []
+    real = _shm._close_segment
+    monkeypatch.setattr(_shm, "_close_segment", lambda s: (closed.append(s.name), real(s)))
+    arena = _shm.Arena("unittest")
+    segment = arena.take(2 << 20)
+    arena.close()
+    arena.give_back([segment])  # its job ended after the pool closed
+    assert closed == [segment.name]
