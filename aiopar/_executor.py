@@ -56,6 +56,9 @@ _MAX_BREAKAGES_IN_A_ROW = 3
 
 _job_ids = itertools.count(1)
 
+# How many functions' last result sizes are remembered, to lend each job a segment.
+_RESULT_SIZES_KEPT = 256
+
 
 @dataclass(eq=False)
 class Job:
@@ -75,10 +78,13 @@ class Job:
     exec_future: cf.Future[Any] | None = None
     cancel_requested: bool = False
     first_item: int = 0  # index of a chunk's first item among all items, for messages
+    count: int = 0  # how many items a map chunk holds
     # Shared memory (see _shm.py, _packing.py): where the answer may be written, the name of this
-    # launch's result segment, and the arena segments holding its arguments.
+    # launch's result segment, the arena segment lent for its result, and the arena
+    # segments holding its arguments.
     destination: _packing.Destination | None = None
     result_segment: str | None = None
+    loan: _shm.Segment | None = None
     segments: list[_shm.Segment] = field(default_factory=list)
 
 
@@ -146,6 +152,9 @@ class Dispatcher:
         self._slot_lock = threading.Lock()
         self.token = secrets.token_hex(4)
         self.arena = _shm.Arena(self.token) if executor is None else None
+        # Bytes of shared memory the last result of each function needed (by pickled
+        # function): the size of the arena segment to lend its next job.
+        self._result_sizes: dict[bytes, int] = {}
         if self._owns_executor:
             self._slots: Any = mp_context.RawArray("q", self._limit)
             self._free_slots = list(range(self._limit))
@@ -234,6 +243,9 @@ class Dispatcher:
             except Exception as exc:  # a bug of ours: fail that job, keep serving the rest
                 if what in ("submit", "done", "cancel"):
                     _set_exception(event[1].future, exc)
+            # Waiting for the next event must not keep this one's job (and its result)
+            # alive: the caller's arrays free their shared memory when they die.
+            del event
 
     def _accept(self, job: Job) -> None:
         if self._closed:
@@ -273,7 +285,13 @@ class Dispatcher:
         shm = None
         if self.arena is not None:
             job.result_segment = _shm.new_name(self.token)
-            shm = (job.result_segment, job.destination, self.token)
+            loan = None
+            size = self._result_sizes.get(job.func_blob)
+            if size is not None and job.destination is None:
+                job.loan = self.arena.lend(size)
+                if job.loan is not None:
+                    loan = _shm.Loan(job.loan.name, job.loan.size, job.loan.touched)
+            shm = (job.result_segment, job.destination, self.token, loan)
         try:
             exec_future = self._executor.submit(
                 _worker.run_job, job.slot, job.func_blob, job.kind, payload, shm
@@ -317,19 +335,29 @@ class Dispatcher:
                 job.slot = -1
 
     def _finish(self, job: Job, exec_future: cf.Future[Any], crash: _Crash | None) -> None:
+        self._settle(job, exec_future, crash)
+        if job.future.done():  # not to be sent again: let its arguments go
+            job.payload = None
+
+    def _settle(self, job: Job, exec_future: cf.Future[Any], crash: _Crash | None) -> None:
         self._inflight.discard(job)
         self._release_slot(job)
         job.exec_future = None
         if self.arena is not None:
-            self.arena.give_back(job.segments)
-            job.segments.clear()
             delivered = (
                 not exec_future.cancelled()
                 and exec_future.exception() is None
                 and not _is_skipped(exec_future.result()[1])
             )
-            if not delivered and job.result_segment is not None:
+            if delivered:
+                self._note_result_size(job)
+            elif job.result_segment is not None:
                 _shm.unlink(job.result_segment)  # a crash may have left it half-written
+            if job.loan is not None:
+                job.segments.append(job.loan)  # unless the result claimed it
+                job.loan = None
+            self.arena.give_back(job.segments)
+            job.segments.clear()
         if exec_future.cancelled():
             _set_exception(job.future, _cancel_error(job))
             return
@@ -347,6 +375,20 @@ class Dispatcher:
             elif not job.future.done():
                 job.elapsed = elapsed
                 job.future.set_result(_worker.unwrap(value))
+
+    def _note_result_size(self, job: Job) -> None:
+        size = None
+        for name in (job.result_segment, job.loan.name if job.loan is not None else None):
+            if name is not None and size is None:
+                size = _shm.held_size(name)
+        sizes = self._result_sizes
+        if size is not None:
+            sizes.pop(job.func_blob, None)
+            sizes[job.func_blob] = size
+            if len(sizes) > _RESULT_SIZES_KEPT:
+                del sizes[next(iter(sizes))]
+        else:  # no big array in the result (or already dropped by the caller)
+            sizes.pop(job.func_blob, None)
 
     def _broken(self, job: Job, crash: _Crash | None) -> None:
         if job.generation == self._generation:  # first news of this breakage

@@ -142,6 +142,7 @@ async def _chunk_results(
                 count += 1
                 job = Job(blob, MAP, chunk, f"chunk {count} of {caller}({name})")
                 job.first_item = taken
+                job.count = len(chunk)
                 taken += len(chunk)
                 items_out += len(chunk)
                 out.append(job)
@@ -158,7 +159,7 @@ async def _chunk_results(
                 job = next(j for j in out if j.future is finished)
                 out.remove(job)
             result: list[Any] = job.future.result()
-            size = len(job.payload)  # type: ignore[arg-type]  # the chunk sent
+            size = job.count
             items_out -= size
             sizer.observe(size, job.elapsed)
             bar.update(size)
@@ -242,10 +243,11 @@ async def amap_chunks(
     output = None
     if combine == "concat" and dispatcher.arena is not None and _shm.eligible(data):
         # Answers the size of their piece are written in place, already concatenated.
-        output = _shm.create_output(dispatcher.token, data.nbytes)
+        output = _shm.create_output(dispatcher.arena, data.nbytes)
+        populate = output.touched >= data.nbytes  # a reused segment: its pages exist
         offset = 0
         for job, piece in zip(jobs, pieces, strict=True):
-            job.destination = _packing.Destination(output.name, offset, piece.nbytes)
+            job.destination = _packing.Destination(output.name, offset, piece.nbytes, populate)
             offset += piece.nbytes
     watcher = FutureWatcher()
     bar = _Progress(progress, len(jobs), name)
@@ -260,14 +262,14 @@ async def amap_chunks(
     except BaseException as exc:
         await pool._abandon(jobs, watcher, exc)
         if output is not None:
-            _shm.release_output(output)
+            _shm.release_output(output, written=False)
         raise
     finally:
         bar.close()
     answers = [job.future.result() for job in jobs]
     if output is not None:
         joined = _shm.joined_in_place(answers, output)
-        _shm.release_output(output)
+        _shm.release_output(output, written=joined is not None)
         if joined is not None:
             return joined
     if combine is None:

@@ -12,8 +12,10 @@ segments and put the arrays back.
         name, without a copy; any other one is copied into a segment of the pool's
         arena. The worker maps it read-only: it cannot corrupt the caller's data.
     worker → parent (results, pickled in the worker)
-        all big arrays of one result are copied into one new segment whose name the
-        parent chose for that job, so a crash cannot leak it; or, for an
+        all big arrays of one result are copied into one segment: one the parent lent
+        the job from its arena when it expects a result of that size (a segment used
+        before: no fresh pages to fault in), else a new one under the name the parent
+        chose for that job, so a crash cannot leak it; or, for an
         ``amap_chunks`` answer the size of its piece, into its :class:`Destination`
         slice of the call's output segment, where the answers stand concatenated. The
         parent adopts the segment: the caller gets arrays over it without any copy.
@@ -31,10 +33,10 @@ from typing import Any, Literal
 
 from ._shm import (
     Arena,
+    Loan,
     Segment,
     _address,
     _adopted_name,
-    _attach,
     _big,
     _create,
     _Held,
@@ -43,6 +45,7 @@ from ._shm import (
     _root,
     _root_buffer,
     _worker_maps,
+    _worker_targets,
     adopt,
     unlink,
 )
@@ -55,11 +58,16 @@ _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 @dataclass(frozen=True)
 class Destination:
-    """Where a worker may write its answer: a slice of a parent-created segment."""
+    """Where a worker may write its answer: a slice of a parent-created segment.
+
+    ``populate``: the segment's pages already exist (it is reused), so the worker maps
+    them all at once.
+    """
 
     name: str
     offset: int
     nbytes: int
+    populate: bool = False
 
 
 @dataclass
@@ -119,6 +127,7 @@ class _Packer:
         self.used.append(segment)
         view = np.ndarray(array.shape, array.dtype, buffer=segment.map, order=order)
         np.copyto(view, array)  # releases the GIL for big copies
+        segment.touched = max(segment.touched, array.nbytes)
         return _Entry(segment.name, 0, array.shape, array.dtype, order)
 
 
@@ -137,19 +146,20 @@ def dump(
     arena: Arena | None = None,
     result_segment: str | None = None,
     destination: Destination | None = None,
+    loan: Loan | None = None,
 ) -> tuple[bytes, list[_Entry], list[Segment]]:
     """Pickle ``obj`` with its big arrays in shared memory.
 
     In the parent pass ``arena``; in a worker pass ``result_segment`` (the name the
-    parent chose) and maybe ``destination``. Returns the pickle, the array table and
-    the arena segments used (to give back once the job is done).
+    parent chose) and maybe ``destination`` and ``loan``. Returns the pickle, the array
+    table and the arena segments used (to give back once the job is done).
     """
     packer = _Packer(parent=arena is not None, arena=arena)
     file = io.BytesIO()
     try:
         _pickler(file, packer).dump(obj)
         if packer.pending:
-            _write_results(packer, result_segment, destination)
+            _write_results(packer, result_segment, destination, loan)
     except BaseException:
         if arena is not None:
             arena.give_back(packer.used)
@@ -158,46 +168,56 @@ def dump(
 
 
 def _write_results(
-    packer: _Packer, result_segment: str | None, destination: Destination | None
+    packer: _Packer,
+    result_segment: str | None,
+    destination: Destination | None,
+    loan: Loan | None,
 ) -> None:
+    """Copy the result's big arrays into shared memory, in the first place that fits:
+    the job's ``destination`` (one answer the size of its piece), the segment the parent
+    lent (``loan``), or a new segment named ``result_segment``."""
     import numpy as np
 
     pending = packer.pending
     if destination is not None and len(pending) == 1:
         index, array, order = pending[0]
         if array.nbytes == destination.nbytes and order == "C":
-            target = _attach(destination.name, writable=True)
-            try:
-                view = np.ndarray(
-                    array.shape, array.dtype, buffer=target, offset=destination.offset
-                )
-                np.copyto(view, array)
-                del view
-            finally:
-                target.close()
+            target = _worker_targets.get(destination.name, populate=destination.populate)
+            view = np.ndarray(array.shape, array.dtype, buffer=target, offset=destination.offset)
+            np.copyto(view, array)
+            del view
             packer.entries[index] = _Entry(
                 destination.name, destination.offset, array.shape, array.dtype, "C"
             )
             return
-    if result_segment is None:
-        raise RuntimeError("a big array result needs a result segment name")
     offsets = []
     size = 0
     for _, array, _ in pending:
         offsets.append(size)
         size += -(-array.nbytes // _ALIGN) * _ALIGN
-    segment = _create(result_segment, size)
+    if loan is not None and size <= loan.size:
+        name = loan.name
+        segment = _worker_targets.get(name, populate=loan.touched >= size)
+        created = False
+    elif result_segment is not None:
+        name = result_segment
+        segment = _create(result_segment, size)
+        created = True
+    else:
+        raise RuntimeError("a big array result needs a result segment name")
     try:
         for (index, array, order), offset in zip(pending, offsets, strict=True):
             view = np.ndarray(array.shape, array.dtype, buffer=segment, offset=offset, order=order)
             np.copyto(view, array)
             del view
-            packer.entries[index] = _Entry(result_segment, offset, array.shape, array.dtype, order)
+            packer.entries[index] = _Entry(name, offset, array.shape, array.dtype, order)
     except BaseException:
-        unlink(result_segment)
+        if created:
+            unlink(name)
         raise
     finally:
-        segment.close()
+        if created:
+            segment.close()
 
 
 class LoadFailed:

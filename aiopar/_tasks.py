@@ -168,6 +168,9 @@ def submit(
 
     remaining = len(found)
     lock = threading.Lock()
+    # The arguments (and the refs in them) are dropped once the job is sent or failed:
+    # the dependencies' futures keep this callback, and must not keep their own refs.
+    arguments: list[Any] = [args, kwargs]
 
     def fail(exc: BaseException) -> None:
         if job.future.set_running_or_notify_cancel():  # False: cancelled meanwhile
@@ -177,19 +180,24 @@ def submit(
         nonlocal remaining
         with lock:  # dependencies may finish in several threads at once
             remaining -= 1
-            if job.future.done():
+            if job.future.done() or not arguments:
+                arguments.clear()
                 return
             if dependency.cancelled():
+                arguments.clear()
                 job.future.cancel()
             elif dependency.exception() is not None:
+                arguments.clear()
                 fail(dependency.exception())  # type: ignore[arg-type]
             elif remaining == 0:
                 try:
-                    job.payload = (_resolve(args), _resolve(kwargs))
+                    job.payload = (_resolve(arguments[0]), _resolve(arguments[1]))
                 except BaseException as exc:
                     fail(exc)
                 else:
                     dispatcher.submit(job)
+                finally:
+                    arguments.clear()
 
     for dependency in found.values():
         dependency.future.add_done_callback(on_dependency_done)

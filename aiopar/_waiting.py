@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import functools
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -59,7 +61,9 @@ def _threadsafe_scheduler() -> Callable[[Callable[[], object]], None]:
 class FutureWatcher:
     """Wakes the current event loop whenever one of the watched futures finishes.
 
-    Made inside a coroutine, used by that coroutine only.
+    Made inside a coroutine, used by that coroutine only. A future's done-callback
+    reaches the watcher through a weak reference: a future never keeps its watcher (and
+    the finished futures it holds, with their results) alive.
     """
 
     def __init__(self) -> None:
@@ -68,11 +72,12 @@ class FutureWatcher:
         self._event: anyio.Event | None = None
 
     def watch(self, future: cf.Future[Any]) -> None:
-        future.add_done_callback(self._on_done)
+        future.add_done_callback(functools.partial(_on_done, weakref.ref(self)))
 
     def watch_all(self, futures: Iterable[cf.Future[Any]]) -> None:
+        callback = functools.partial(_on_done, weakref.ref(self))
         for future in futures:
-            future.add_done_callback(self._on_done)
+            future.add_done_callback(callback)
 
     def _on_done(self, future: cf.Future[Any]) -> None:
         self._finished.append(future)
@@ -103,6 +108,12 @@ class FutureWatcher:
         """Wait until every one of ``futures`` (all watched) is done."""
         for future in futures:
             await self.wait_for(future)
+
+
+def _on_done(watcher: weakref.ref[FutureWatcher], future: cf.Future[Any]) -> None:
+    alive = watcher()
+    if alive is not None:
+        alive._on_done(future)
 
 
 async def wait_future(future: cf.Future[T]) -> T:

@@ -152,15 +152,22 @@ class Result(Portable):
     ``destination`` an optional slice of a parent segment for an ``amap_chunks`` answer.
     """
 
-    __slots__ = ("destination", "segment", "token")
+    __slots__ = ("destination", "loan", "segment", "token")
 
     def __init__(
-        self, obj: object, segment: str, destination: Any, token: str, what: str | None = None
+        self,
+        obj: object,
+        segment: str,
+        destination: Any,
+        token: str,
+        loan: Any,
+        what: str | None = None,
     ) -> None:
         super().__init__(obj, what)
         self.segment = segment
         self.destination = destination
         self.token = token
+        self.loan = loan
 
     def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
         if "numpy" in sys.modules:
@@ -168,7 +175,10 @@ class Result(Portable):
 
             try:
                 data, entries, _ = _packing.dump(
-                    self.obj, result_segment=self.segment, destination=self.destination
+                    self.obj,
+                    result_segment=self.segment,
+                    destination=self.destination,
+                    loan=self.loan,
                 )
             except Exception:
                 pass
@@ -356,12 +366,12 @@ def run_job(
     func_blob: bytes,
     kind: str,
     payload: object,
-    shm: tuple[str, Any, str] | None = None,
+    shm: tuple[str, Any, str, Any] | None = None,
 ) -> tuple[float, object]:
     """Run one job in this worker; return ``(seconds spent computing, wrapped result)``.
 
-    ``shm`` is ``(result segment name, destination, pool token)`` when results may
-    travel through shared memory (see ``_packing.py``).
+    ``shm`` is ``(result segment name, destination, pool token, loan)`` when results
+    may travel through shared memory (see ``_packing.py``).
     """
     global _last_result_segment
     if shm is not None:

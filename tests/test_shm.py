@@ -182,21 +182,25 @@ def test_arena_reuses_segments_and_unlinks_on_close() -> None:
 def test_joined_in_place_refuses_answers_that_are_not_back_to_back() -> None:
     import time
 
-    held = _shm.create_output("unittest", 800)
+    arena = _shm.Arena("unittest")
+    held = _shm.create_output(arena, 800)
     whole = _shm._root(held, shape=(100,), dtype=np.float64)
     joined = _shm.joined_in_place([whole[:40], whole[40:]], held)
     assert joined is not None and joined.shape == (100,)
     assert _shm.joined_in_place([whole[40:], whole[:40]], held) is None
     assert _shm.joined_in_place([whole[:40], np.zeros(60)], held) is None
-    _shm.release_output(held)
+    _shm.release_output(held, written=True)
     whole[:] = 1.0  # still valid after release: the arrays keep the mapping
     assert joined.sum() == 100.0
+    assert held.name not in arena.names()  # the caller's arrays own it for now
     del whole, joined
     gc.collect()
     deadline = time.monotonic() + 5
-    while held.name in os.listdir("/dev/shm") or not held.segment.closed:
-        assert time.monotonic() < deadline, "the unmap thread did not release the segment"
+    while held.name not in arena.names():
+        assert time.monotonic() < deadline, "the unmap thread did not give the segment back"
         time.sleep(0.01)
+    arena.close()
+    assert held.name not in os.listdir("/dev/shm") and held.segment.closed
 
 
 def test_arguments_a_worker_cannot_load_fail_the_job_not_the_worker() -> None:
@@ -222,3 +226,126 @@ def test_arena_takes_back_a_segment_after_close_without_closing_it_twice(
     arena.close()
     arena.give_back([segment])  # its job ended after the pool closed
     assert closed == [segment.name]
+
+
+# ── segments reused: results, outputs ───────────────────────────────────────────────
+
+
+def _segment_of(array: np.ndarray) -> str | None:
+    """The name of the pool segment ``array`` lives on (None: private memory)."""
+    return _shm._adopted_name(_shm._root_buffer(array))
+
+
+async def _back_in_arena(pool: aiopar.Pool, name: str) -> bool:
+    """Wait (5 s at most) until segment ``name`` is kept by the pool's arena again."""
+    for _ in range(500):
+        if name in pool.shared_memory_segments():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+@pytest.mark.asyncio
+async def test_a_dead_result_goes_back_to_the_arena_and_holds_the_next_one() -> None:
+    async with aiopar.Pool(workers=1) as pool:
+        first = await pool.submit(workers.make_matrix, 600)
+        name = _segment_of(first)
+        assert name is not None and name not in pool.shared_memory_segments()
+        del first
+        assert await _back_in_arena(pool, name)
+        second = await pool.submit(workers.make_matrix, 600)
+        assert _segment_of(second) == name  # lent to the job, now the caller's
+        assert name not in pool.shared_memory_segments()
+        np.testing.assert_array_equal(second, workers.make_matrix(600))
+        second[0, 0] = 1.0  # the caller's to write
+        token = _token(pool)
+    assert second[0, 0] == 1.0
+    assert await _none_left(token)
+
+
+@pytest.mark.asyncio
+async def test_a_result_the_caller_keeps_is_never_reused() -> None:
+    async with aiopar.Pool(workers=2) as pool:
+        kept = [await pool.submit(workers.make_matrix, 600) for _ in range(4)]
+        assert len({_segment_of(array) for array in kept}) == 4
+        for array in kept:
+            np.testing.assert_array_equal(array, workers.make_matrix(600))
+
+
+@pytest.mark.asyncio
+async def test_results_of_other_sizes_after_a_reused_one() -> None:
+    async with aiopar.Pool(workers=1) as pool:
+        name = _segment_of(await pool.submit(workers.make_matrix, 600))
+        assert name is not None and await _back_in_arena(pool, name)
+        bigger = await pool.submit(workers.make_matrix, 700)  # does not fit the lent one
+        assert _segment_of(bigger) != name
+        np.testing.assert_array_equal(bigger, workers.make_matrix(700))
+        small = await pool.submit(workers.make_matrix, 100)  # pickled, no segment
+        assert _segment_of(small) is None
+        np.testing.assert_array_equal(small, workers.make_matrix(100))
+
+
+@pytest.mark.asyncio
+async def test_amap_chunks_writes_into_its_last_output_once_that_died() -> None:
+    rng = np.random.default_rng(3)
+    first_data, second_data = rng.normal(size=4 * BIG), rng.normal(size=4 * BIG)
+    async with aiopar.Pool(workers=2) as pool:
+        first = await pool.amap_chunks(workers.negate, first_data, chunks=4)
+        name = _segment_of(first)
+        assert name is not None
+        del first
+        assert await _back_in_arena(pool, name)
+        second = await pool.amap_chunks(workers.negate, second_data, chunks=4)
+        assert _segment_of(second) == name
+        np.testing.assert_array_equal(second, -second_data)
+
+
+@pytest.mark.asyncio
+async def test_a_lent_segment_comes_back_after_a_crash() -> None:
+    zeros, poison = np.zeros(BIG), np.full(BIG, 5_000.0)
+    async with aiopar.Pool(workers=1) as pool:
+        name = _segment_of(await pool.submit(workers.die_on_big, zeros))
+        assert name is not None and await _back_in_arena(pool, name)
+        with pytest.raises(aiopar.WorkerCrashedError):
+            await pool.submit(workers.die_on_big, poison)  # dies with the segment lent
+        assert await _back_in_arena(pool, name)
+        assert await _only_arena_left(pool)
+        again = await pool.submit(workers.die_on_big, zeros)
+        np.testing.assert_array_equal(again, -zeros)
+
+
+@pytest.mark.asyncio
+async def test_task_graph_results_are_freed_without_the_garbage_collector() -> None:
+    async with aiopar.Pool(workers=2) as pool:
+        gc.disable()  # nothing may rely on the cycle collector to free results
+        try:
+            a = pool.submit(workers.make_matrix, 500)
+            b = pool.submit(workers.make_matrix, 500)
+            product = await pool.submit(workers.matmul, a, b)
+            names = [_segment_of(await a), _segment_of(await b), _segment_of(product)]
+            assert None not in names
+            del a, b, product
+            for name in names:
+                assert name is not None and await _back_in_arena(pool, name)
+        finally:
+            gc.enable()
+
+
+def test_arena_lends_only_free_segments_and_keeps_a_bounded_number_of_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    arena = _shm.Arena("unittest")
+    try:
+        assert arena.lend(2 << 20) is None  # never creates one to lend
+        first, second = arena.take(2 << 20), arena.take(2 << 20)
+        arena.give_back([first, second])
+        lent = arena.lend(2 << 20)
+        assert lent is second  # the most recently used of those that fit
+        assert arena.claim(lent.name) is lent and lent.name not in arena.names()
+        monkeypatch.setattr(_shm.Arena, "keep_bytes", 3 << 20)
+        assert arena.recycle(lent)  # two free 2 MiB segments exceed 3 MiB: the oldest goes
+        assert arena.names() == [lent.name]
+        assert first.name not in os.listdir("/dev/shm")
+    finally:
+        arena.close()
+    assert not arena.recycle(first) and lent.name not in os.listdir("/dev/shm")
