@@ -2,7 +2,9 @@
 
 * :func:`split` cuts a numpy array (axis 0), a pandas DataFrame/Series (rows) or a
   sequence (slices) into contiguous pieces. Pieces are views or slices, so cutting is
-  cheap enough for the event-loop thread; no trailing item is ever dropped.
+  cheap enough for the event-loop thread; no trailing item is ever dropped. By default
+  there is one piece per worker, more for big arrays and frames: pieces of at most
+  :data:`PIECE_BYTES`, in a multiple of the number of workers.
 * :class:`ChunkSizer` picks the size of the next chunk of a map. With no ``chunksize``
   given it sends one probe item per worker, measures how long an item takes in the
   worker, and then sizes chunks to about :data:`TARGET_CHUNK_SECONDS` of work: one item
@@ -23,6 +25,13 @@ __all__ = ["ChunkSizer", "check_chunk_args", "combine", "split", "take"]
 #: How much work one chunk should carry once the cost of an item is known. Sending a
 #: chunk costs a few hundred microseconds; 50 ms keeps that overhead under 1 %.
 TARGET_CHUNK_SECONDS = 0.05
+
+#: Largest piece ``amap_chunks`` cuts from a big array or frame by default. The
+#: temporaries numpy makes while working on a piece are about its size; up to 32 MiB,
+#: glibc serves them from memory the worker already has and keeps after freeing them.
+#: Bigger ones are fresh pages each call, with a page fault and a cleared page every
+#: 4 KiB. Smaller pieces also let copying the next piece overlap the computing.
+PIECE_BYTES = 16 << 20
 
 
 def check_positive(name: str, value: object) -> None:
@@ -72,13 +81,23 @@ def split(data: Any, *, chunks: int | None, chunksize: int | None, workers: int)
     length = len(data)
     if chunksize is not None:
         count = max(1, math.ceil(length / chunksize))
+    elif chunks is not None:
+        count = max(1, min(chunks, length))
     else:
-        count = chunks if chunks is not None else workers
-        count = max(1, min(count, length))
+        count = max(1, min(_default_count(data, workers), length))
     bounds = _bounds(length, count, chunksize)
     if kind == "frame":
         return [data.iloc[start:stop] for start, stop in bounds]
     return [data[start:stop] for start, stop in bounds]
+
+
+def _default_count(data: Any, workers: int) -> int:
+    """One piece per worker, or more to keep pieces under PIECE_BYTES (a multiple of
+    ``workers``, so that every worker gets as many)."""
+    size = nbytes(data)
+    if size <= workers * PIECE_BYTES:
+        return workers
+    return math.ceil(size / (workers * PIECE_BYTES)) * workers
 
 
 def _bounds(length: int, count: int, chunksize: int | None) -> list[tuple[int, int]]:

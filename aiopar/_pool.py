@@ -405,7 +405,8 @@ class Pool:
             func: a function of one piece.
             data: a numpy array (cut along axis 0), a pandas DataFrame or Series (cut
                 by rows), or any sequence (cut by slicing).
-            chunks: number of pieces; default one per worker.
+            chunks: number of pieces; default one per worker, more (a multiple of the
+                workers) for arrays and frames over 16 MiB a piece.
             chunksize: rows per piece. Give ``chunks`` or ``chunksize``, not both.
             combine: ``"concat"`` joins the answers with ``numpy.concatenate``,
                 ``pandas.concat`` or list concatenation, by the type of the first

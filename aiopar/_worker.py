@@ -248,6 +248,7 @@ def init_worker(
     # Ctrl-C goes to the whole process group; the parent decides what happens, so the
     # workers must not each print a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _keep_freed_memory()
     for entry in parent_sys_path:
         if entry not in sys.path:
             sys.path.append(entry)
@@ -261,6 +262,37 @@ def init_worker(
             _state = initializer(*initargs)
         except BaseException as exc:  # reported to every job, see run_job
             _init_error = exc
+
+
+# glibc's mallopt parameters, and where its own adaptive thresholds end up once it has
+# seen big blocks freed: blocks up to 32 MiB come from the heap, and up to 64 MiB of
+# free heap is kept rather than given back to the system.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 << 20
+_TRIM_THRESHOLD = 64 << 20
+
+
+def _keep_freed_memory() -> None:
+    """Let numpy's temporaries reuse memory this worker already has.
+
+    A worker runs the same kind of function over and over, and numpy's temporaries for
+    a piece of ``amap_chunks`` (16 MiB by default) are freed at the end of each call.
+    With glibc's starting thresholds they go back to the system and the next call gets
+    fresh pages: a page fault and a cleared page every 4 KiB (measured: 1,466 faults per
+    ``vec`` over 16 MB; on a VM that returns freed memory to its host, also stalls of
+    the whole machine). Starting where glibc's adaptive thresholds end up makes those
+    calls fault-free. Other C libraries: nothing happens.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
 
 
 def _start_parent_watch(main_pid: int) -> None:

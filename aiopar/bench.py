@@ -17,7 +17,8 @@ How the contenders of one workload are measured::
       (warm-up: its workers import     against the           once per round (interleaved, so
        the function, pages get          sequential one        load from elsewhere hits all
        mapped)                          (a wrong answer       alike) ──► median seconds,
-                                        fails the row)        speedup = t_seq / t_x
+                                        fails the row)        speedup = median over rounds
+                                                              of t_seq / t_x
 
 Memory ("peak +MiB") is the high-water resident set size (``VmHWM``, what
 ``getrusage().ru_maxrss`` reports) of this process and of every descendant process
@@ -149,10 +150,17 @@ class Sizes:
     tasks: int = 64
     task_iterations: int = 300_000  # about 17 ms of pure Python on this machine
     tick_s: float = 0.001
+    # Pause before each timed loop_lag run. On a VM with free page reporting, memory a
+    # process frees is handed back to the hypervisor 2 to 4+ s later, in batches 100 ms
+    # apart, and each batch can stall the vCPUs for 10-35 ms: after the sequential and
+    # run_in_executor rounds (gigabytes of numpy temporaries and pickles) that lands in
+    # the next contender's timed run, a lag that is not its own. Measured here: 1 GB
+    # freed was reported from 2.1 s to 4.3 s after.
+    settle_s: float = 5.0
 
 
 FULL = Sizes()
-QUICK = Sizes(vec_len=1_000_000, heavy_len=200_000, matrix=300, tasks=16)
+QUICK = Sizes(vec_len=1_000_000, heavy_len=200_000, matrix=300, tasks=16, settle_s=0.0)
 """The sizes of ``--quick``: the whole benchmark in well under 30 seconds."""
 
 # --- results ---------------------------------------------------------------------------------
@@ -207,7 +215,8 @@ def _workloads(sizes: Sizes) -> dict[str, Workload]:
         "vec": Workload(
             "vec",
             f"amap_chunks(vec, {_count(sizes.vec_len)} float64)",
-            f"vec(x) = sqrt(|x|)*sin(x) + cos(x)**2 over {mb:.0f} MB, one chunk per worker",
+            f"vec(x) = sqrt(|x|)*sin(x) + cos(x)**2 over {mb:.0f} MB; aiopar cuts its default"
+            " pieces (16 MiB at most), the others one piece per worker",
             "≥ ×1.5 [×1.7]",
             _at_least(1.5),
         ),
@@ -742,13 +751,15 @@ class Bench:
         same: Callable[[Any, Any], bool],
         *,
         reference: bool = True,
+        settle: float = 0.0,
     ) -> list[Result]:
         """Run each entry once untimed, then ``repeat`` rounds of one timed run each.
 
         The untimed run warms the workers and checks the answer: with ``reference``,
         the first entry's answer is the one the others must match (``same``). Rounds
         interleave the contenders, so a burst of load elsewhere on the machine hits
-        them all alike. Never raises: a failure becomes the row's status.
+        them all alike. ``settle``: seconds to wait, untimed, before each timed run.
+        Never raises: a failure becomes the row's status.
         """
         results = {name: Result(workload, name) for name, _ in entries}
         lags: dict[str, list[float]] = {name: [] for name, _ in entries}
@@ -773,6 +784,8 @@ class Bench:
         for _ in range(self.repeat):
             for name, run in list(live):
                 result = results[name]
+                if settle:
+                    time.sleep(settle)
                 try:
                     self.memory.start()
                     sample = run()
@@ -892,7 +905,7 @@ class Bench:
             ("aiopar", self._async(with_aiopar, ticker=True)),
             ("run_in_executor", self._async(by_hand, ticker=True)),
         ]
-        return self._measure("loop_lag", entries, close_enough)
+        return self._measure("loop_lag", entries, close_enough, settle=self.sizes.settle_s)
 
     def seed_dag(self) -> list[Result]:
         """Two ``create_matrix`` tasks feeding ``multiply``, through task references."""
@@ -975,12 +988,25 @@ _NUMERIC = frozenset({"median s", "speedup", "peak +MiB"})
 
 
 def judge(workload: Workload, rows: list[Result]) -> None:
-    """Fill in each row's speedup (t_seq / t_x) and, on aiopar rows, whether the bar is met."""
-    sequential = next((r.median_s for r in rows if r.contender == "sequential"), None)
+    """Fill in each row's speedup and, on aiopar rows, whether the bar is met.
+
+    The speedup is the median over rounds of t_seq / t_x, both timed in the same round:
+    pairing the runs that ran a moment apart cancels the slow drifts of a shared
+    machine (CPU clock, neighbours), which a ratio of medians taken over the whole run
+    would keep. Without equal rounds (a contender failed midway) it is the ratio of the
+    medians.
+    """
+    sequential = next((r for r in rows if r.contender == "sequential"), None)
     for row in rows:
         median = row.median_s
-        if sequential is not None and median:
-            row.speedup = sequential / median
+        if sequential is not None and sequential.median_s is not None and median:
+            pairs = list(zip(sequential.runs_s, row.runs_s, strict=False))
+            if len(pairs) == len(sequential.runs_s) == len(row.runs_s) and all(
+                t > 0 for _, t in pairs
+            ):
+                row.speedup = statistics.median(seq / t for seq, t in pairs)
+            else:
+                row.speedup = sequential.median_s / median
         if row.contender in AIOPAR_ROWS:
             row.met = row.status == "ok" and workload.meets(row)
 
@@ -1105,7 +1131,7 @@ def to_json(
         "machine": machine,
         "options": options,
         "memory": memory_method,
-        "speedup": "t_sequential / t_contender, medians of the timed runs",
+        "speedup": "median over rounds of t_sequential / t_contender, timed in the same round",
         "seconds": seconds,
         "workloads": workloads,
     }
@@ -1132,7 +1158,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Workloads: " + ", ".join(WORKLOADS) + ". See docs/benchmarks.md.",
     )
     parser.add_argument(
-        "--repeat", type=_positive, default=3, metavar="N", help="timed runs per row (default 3)"
+        "--repeat", type=_positive, default=5, metavar="N", help="timed runs per row (default 5)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes, for tests (well under 30 s)"

@@ -323,3 +323,15 @@ def test_take_from_sync_and_async_iterators() -> None:
         return got
 
     assert anyio.run(main) == [[0, 1, 2], [3, 4], [], [0, 1, 2], [3, 4], []]
+
+
+def test_big_arrays_are_cut_into_pieces_of_at_most_piece_bytes_by_default() -> None:
+    from aiopar._chunks import PIECE_BYTES
+
+    big = np.broadcast_to(np.float64(0.0), (5_000_000,))  # 40 MB of rows, no memory
+    pieces = split(big, chunks=None, chunksize=None, workers=2)
+    assert len(pieces) == 4  # a multiple of the workers
+    assert all(piece.nbytes <= PIECE_BYTES for piece in pieces)
+    assert sum(len(piece) for piece in pieces) == len(big)
+    assert len(split(big, chunks=2, chunksize=None, workers=2)) == 2  # asked for: obeyed
+    assert len(split(np.zeros(1000), chunks=None, chunksize=None, workers=3)) == 3

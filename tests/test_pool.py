@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import multiprocessing
 import os
+import sys
 
 import anyio
 import pytest
@@ -185,3 +187,16 @@ async def test_a_broken_foreign_process_pool_fails_queued_calls_without_a_hang()
             with anyio.fail_after(60):
                 results = await aiopar.gather(*refs, return_exceptions=True)
     assert all(isinstance(r, BrokenProcessPool) for r in results), results
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc only")
+@pytest.mark.asyncio
+async def test_workers_keep_freed_blocks_for_the_next_call() -> None:
+    # numpy temporaries of a 16 MiB piece: kept by an aiopar worker, given back to the
+    # system (and fresh pages next time) by a plain executor's worker.
+    size = 16 << 20
+    async with aiopar.Pool(workers=1) as pool:
+        kept = await pool.submit(workers.rss_kept_after_free, size)
+    assert kept >= size * 0.9
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as plain:
+        assert plain.submit(workers.rss_kept_after_free, size).result() < size * 0.1
