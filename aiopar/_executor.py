@@ -306,12 +306,21 @@ class Dispatcher:
             return
         job.exec_future = exec_future
         self._inflight.add(job)
-        exec_future.add_done_callback(functools.partial(self._on_exec_done, job))
+        # The executor's own table of its processes (a dict it keeps until shut down):
+        # kept here because shutdown(wait=False) of a broken executor drops it.
+        processes = getattr(self._executor, "_processes", None)
+        if processes is None:  # a foreign executor
+            processes = {}
+        exec_future.add_done_callback(functools.partial(self._on_exec_done, job, processes))
 
-    def _on_exec_done(self, job: Job, exec_future: cf.Future[Any]) -> None:
+    def _on_exec_done(
+        self, job: Job, processes: dict[int, Any], exec_future: cf.Future[Any]
+    ) -> None:
         # Runs in the executor's manager thread (or ours): only look, then hand over.
         # A broken pool fails its futures *before* terminating the surviving workers,
-        # so a worker that is already dead here is the one that crashed.
+        # so a worker that is already dead here is the one that crashed. Its process is
+        # looked up among those of the executor that ran the job: by now the dispatcher
+        # thread may have replaced that executor with a new one.
         crash = None
         if (
             self._owns_executor
@@ -320,13 +329,9 @@ class Dispatcher:
         ):
             pid = int(self._slots[job.slot])
             if pid > 0:
-                crash = _Crash(pid, self._exitcode(pid))
+                proc = processes.get(pid)
+                crash = _Crash(pid, None if proc is None else proc.exitcode)
         self._events.put(("done", job, exec_future, crash))
-
-    def _exitcode(self, pid: int) -> int | None:
-        procs = getattr(self._executor, "_processes", None) or {}
-        proc = procs.get(pid)
-        return None if proc is None else proc.exitcode
 
     def _release_slot(self, job: Job) -> None:
         with self._slot_lock:
