@@ -150,13 +150,13 @@ class Sizes:
     tasks: int = 64
     task_iterations: int = 300_000  # about 17 ms of pure Python on this machine
     tick_s: float = 0.001
-    # Pause before each timed loop_lag run. On a VM with free page reporting, memory a
-    # process frees is handed back to the hypervisor 2 to 4+ s later, in batches 100 ms
-    # apart, and each batch can stall the vCPUs for 10-35 ms: after the sequential and
-    # run_in_executor rounds (gigabytes of numpy temporaries and pickles) that lands in
-    # the next contender's timed run, a lag that is not its own. Measured here: 1 GB
-    # freed was reported from 2.1 s to 4.3 s after.
-    settle_s: float = 5.0
+    # loop_lag: each contender's timed runs back to back, after this pause. On a VM with
+    # free page reporting, memory a process frees is handed back to the hypervisor
+    # seconds later, in batches, and a batch can stall the vCPUs for 10-35 ms: after
+    # the sequential and run_in_executor runs (gigabytes of numpy temporaries and
+    # pickles) that lands in the next contender's timed run, a lag that is not its own.
+    # Measured here: after two vec() over 160 MB, batches 2.1 to 9.2 s later.
+    settle_s: float = 10.0
 
 
 FULL = Sizes()
@@ -179,6 +179,7 @@ class Result:
     note: str = ""
     speedup: float | None = None
     met: bool | None = None
+    in_rounds: bool = True  # runs_s[i] was timed in round i, beside the other rows' i-th
 
     @property
     def median_s(self) -> float | None:
@@ -758,10 +759,12 @@ class Bench:
         The untimed run warms the workers and checks the answer: with ``reference``,
         the first entry's answer is the one the others must match (``same``). Rounds
         interleave the contenders, so a burst of load elsewhere on the machine hits
-        them all alike. ``settle``: seconds to wait, untimed, before each timed run.
-        Never raises: a failure becomes the row's status.
+        them all alike. With ``settle``, each contender's runs are back to back instead,
+        after a pause of that many seconds (see ``Sizes.settle_s``): what one contender
+        freed must not disturb the next one's measurement. Never raises: a failure
+        becomes the row's status.
         """
-        results = {name: Result(workload, name) for name, _ in entries}
+        results = {name: Result(workload, name, in_rounds=not settle) for name, _ in entries}
         lags: dict[str, list[float]] = {name: [] for name, _ in entries}
         live: list[Entry] = []
         if reference:
@@ -781,25 +784,32 @@ class Bench:
                 continue
             del value
             live.append((name, run))
-        for _ in range(self.repeat):
-            for name, run in list(live):
-                result = results[name]
-                if settle:
-                    time.sleep(settle)
-                try:
-                    self.memory.start()
-                    sample = run()
-                    peak = self.memory.stop() if sample.peak_mib is None else sample.peak_mib
-                except Exception as exc:
-                    result.status, result.note = "failed", _failure(exc)
-                    result.runs_s.clear()
-                    live.remove((name, run))
-                    continue
-                result.runs_s.append(sample.seconds)
-                result.peak_mib = max(peak, result.peak_mib or 0.0)
-                result.note = sample.note or result.note
-                lags[name].extend(sample.lags or ())
-                del sample
+        if settle:  # each contender's runs back to back, after a pause
+            order = [entry for entry in live for _ in range(self.repeat)]
+        else:  # rounds: every contender once per round
+            order = [entry for _ in range(self.repeat) for entry in live]
+        previous = None
+        for name, run in order:
+            if (name, run) not in live:
+                continue  # failed in an earlier run
+            result = results[name]
+            if settle and name != previous:
+                time.sleep(settle)
+            previous = name
+            try:
+                self.memory.start()
+                sample = run()
+                peak = self.memory.stop() if sample.peak_mib is None else sample.peak_mib
+            except Exception as exc:
+                result.status, result.note = "failed", _failure(exc)
+                result.runs_s.clear()
+                live.remove((name, run))
+                continue
+            result.runs_s.append(sample.seconds)
+            result.peak_mib = max(peak, result.peak_mib or 0.0)
+            result.note = sample.note or result.note
+            lags[name].extend(sample.lags or ())
+            del sample
         for name, result in results.items():
             if result.status == "ok" and lags[name]:
                 result.lag_ms = stats = _lag_stats(lags[name])
@@ -993,16 +1003,19 @@ def judge(workload: Workload, rows: list[Result]) -> None:
     The speedup is the median over rounds of t_seq / t_x, both timed in the same round:
     pairing the runs that ran a moment apart cancels the slow drifts of a shared
     machine (CPU clock, neighbours), which a ratio of medians taken over the whole run
-    would keep. Without equal rounds (a contender failed midway) it is the ratio of the
-    medians.
+    would keep. Without equal rounds (a contender failed midway, or runs timed back to
+    back, as loop_lag's) it is the ratio of the medians.
     """
     sequential = next((r for r in rows if r.contender == "sequential"), None)
     for row in rows:
         median = row.median_s
         if sequential is not None and sequential.median_s is not None and median:
             pairs = list(zip(sequential.runs_s, row.runs_s, strict=False))
-            if len(pairs) == len(sequential.runs_s) == len(row.runs_s) and all(
-                t > 0 for _, t in pairs
+            if (
+                sequential.in_rounds
+                and row.in_rounds
+                and len(pairs) == len(sequential.runs_s) == len(row.runs_s)
+                and all(t > 0 for _, t in pairs)
             ):
                 row.speedup = statistics.median(seq / t for seq, t in pairs)
             else:
