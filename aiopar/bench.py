@@ -150,12 +150,13 @@ class Sizes:
     tasks: int = 64
     task_iterations: int = 300_000  # about 17 ms of pure Python on this machine
     tick_s: float = 0.001
-    # loop_lag: each contender's timed runs back to back, after this pause. On a VM with
-    # free page reporting, memory a process frees is handed back to the hypervisor
-    # seconds later, in batches, and a batch can stall the vCPUs for 10-35 ms: after
-    # the sequential and run_in_executor runs (gigabytes of numpy temporaries and
-    # pickles) that lands in the next contender's timed run, a lag that is not its own.
-    # Measured here: after two vec() over 160 MB, batches 2.1 to 9.2 s later.
+    # Pause before the timed runs of a workload (loop_lag: before each contender's
+    # runs, back to back). On a VM with free page reporting, memory a process frees is
+    # handed back to the hypervisor seconds later, in batches, and a batch can stall the
+    # vCPUs for 10-35 ms: after numpy temporaries and pickles of gigabytes (sequential
+    # and run_in_executor runs, warm-up runs) that lands in the next timed run, a delay
+    # that is not its own. Measured here: after two vec() over 160 MB, batches from 2.1
+    # to 9.2 s later.
     settle_s: float = 10.0
 
 
@@ -752,19 +753,20 @@ class Bench:
         same: Callable[[Any, Any], bool],
         *,
         reference: bool = True,
-        settle: float = 0.0,
+        grouped: bool = False,
     ) -> list[Result]:
         """Run each entry once untimed, then ``repeat`` rounds of one timed run each.
 
         The untimed run warms the workers and checks the answer: with ``reference``,
         the first entry's answer is the one the others must match (``same``). Rounds
         interleave the contenders, so a burst of load elsewhere on the machine hits
-        them all alike. With ``settle``, each contender's runs are back to back instead,
-        after a pause of that many seconds (see ``Sizes.settle_s``): what one contender
-        freed must not disturb the next one's measurement. Never raises: a failure
-        becomes the row's status.
+        them all alike. The rounds start after a pause (``Sizes.settle_s``), so that the
+        memory earlier work freed does not disturb them. ``grouped``: each contender's
+        runs back to back instead, each group after such a pause, so that what one
+        contender freed does not disturb the next one's measurement (loop_lag). Never
+        raises: a failure becomes the row's status.
         """
-        results = {name: Result(workload, name, in_rounds=not settle) for name, _ in entries}
+        results = {name: Result(workload, name, in_rounds=not grouped) for name, _ in entries}
         lags: dict[str, list[float]] = {name: [] for name, _ in entries}
         live: list[Entry] = []
         if reference:
@@ -784,17 +786,18 @@ class Bench:
                 continue
             del value
             live.append((name, run))
-        if settle:  # each contender's runs back to back, after a pause
+        if grouped:  # each contender's runs back to back, after a pause
             order = [entry for entry in live for _ in range(self.repeat)]
-        else:  # rounds: every contender once per round
+        else:  # rounds: every contender once per round, after one pause
             order = [entry for _ in range(self.repeat) for entry in live]
+            time.sleep(self.sizes.settle_s)
         previous = None
         for name, run in order:
             if (name, run) not in live:
                 continue  # failed in an earlier run
             result = results[name]
-            if settle and name != previous:
-                time.sleep(settle)
+            if grouped and name != previous:
+                time.sleep(self.sizes.settle_s)
             previous = name
             try:
                 self.memory.start()
@@ -915,7 +918,7 @@ class Bench:
             ("aiopar", self._async(with_aiopar, ticker=True)),
             ("run_in_executor", self._async(by_hand, ticker=True)),
         ]
-        return self._measure("loop_lag", entries, close_enough, settle=self.sizes.settle_s)
+        return self._measure("loop_lag", entries, close_enough, grouped=True)
 
     def seed_dag(self) -> list[Result]:
         """Two ``create_matrix`` tasks feeding ``multiply``, through task references."""
