@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import functools
 import itertools
 import multiprocessing
@@ -55,6 +56,10 @@ __all__ = ["Dispatcher", "Job"]
 _MAX_BREAKAGES_IN_A_ROW = 3
 
 _job_ids = itertools.count(1)
+
+# Seconds a rebuild waits for the broken executor to terminate its surviving workers
+# before it kills them.
+_REBUILD_WAIT = 5.0
 
 # How many functions' last result sizes are remembered, to lend each job a segment.
 _RESULT_SIZES_KEPT = 256
@@ -292,6 +297,12 @@ class Dispatcher:
                 if job.loan is not None:
                     loan = _shm.Loan(job.loan.name, job.loan.size, job.loan.touched)
             shm = (job.result_segment, job.destination, self.token, loan)
+        # The executor's own table of its processes (a dict it keeps until shut down):
+        # kept for the done-callback because shutdown(wait=False) drops it.
+        processes = getattr(self._executor, "_processes", None)
+        if processes is None:  # a foreign executor
+            processes = {}
+        workers_before = len(processes)
         try:
             exec_future = self._executor.submit(
                 _worker.run_job, job.slot, job.func_blob, job.kind, payload, shm
@@ -306,11 +317,14 @@ class Dispatcher:
             return
         job.exec_future = exec_future
         self._inflight.add(job)
-        # The executor's own table of its processes (a dict it keeps until shut down):
-        # kept here because shutdown(wait=False) of a broken executor drops it.
-        processes = getattr(self._executor, "_processes", None)
-        if processes is None:  # a foreign executor
-            processes = {}
+        if len(processes) > workers_before:
+            # CPython's submit() wakes the executor's manager thread *before* starting
+            # the new worker, and that thread watches the workers it knew when it went
+            # back to waiting: a crash of the new one would go unnoticed until some
+            # other job finished. Wake it again now that the worker is in the table.
+            wakeup = getattr(self._executor, "_executor_manager_thread_wakeup", None)
+            if wakeup is not None:
+                wakeup.wakeup()
         exec_future.add_done_callback(functools.partial(self._on_exec_done, job, processes))
 
     def _on_exec_done(
@@ -423,10 +437,26 @@ class Dispatcher:
     def _rebuild(self) -> None:
         if self._closed:
             return
+        # First let the broken executor's manager thread finish: it fails the futures
+        # (our callbacks read the dead worker's exit code then) and joins its workers.
+        # A Process's exit code is read once from the forkserver's pipe, and every
+        # Process.start() polls all finished children: starting new workers meanwhile
+        # would race with those reads (the loser records exit code 255).
         old = self._executor
+        manager = getattr(old, "_executor_manager_thread", None)
+        processes = list((getattr(old, "_processes", None) or {}).values())
+        old.shutdown(wait=False)
+        if manager is not None:
+            manager.join(_REBUILD_WAIT)
+            if manager.is_alive():  # a worker ignores SIGTERM: it gets SIGKILL
+                for process in processes:
+                    popen = getattr(process, "_popen", None)  # no poll(): see above
+                    if popen is not None and popen.returncode is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(popen.pid, signal.SIGKILL)
+                manager.join(_REBUILD_WAIT)
         self._executor = self._new_executor()
         self._generation += 1
-        old.shutdown(wait=False)
 
     def _cancel(self, job: Job, kill: bool) -> None:
         if self.try_cancel(job) or job.future.done():

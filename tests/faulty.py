@@ -210,3 +210,12 @@ def soak_add(a: int, b: int) -> int:
     if a < 0 or b < 0:
         raise SoakError(f"cannot add a negative value ({a}, {b})")
     return a + b
+
+
+def deaf_to_sigterm_then_sleep(path: str, seconds: float = 30.0) -> float:
+    """Ignore SIGTERM (as some libraries' handlers do), say so in ``path``, then sleep."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(path, "w") as file:
+        file.write(str(os.getpid()))
+    time.sleep(seconds)
+    return seconds
