@@ -214,9 +214,10 @@ class Arena:
             _close_segment(segment)
 
     def recycle(self, segment: Segment) -> bool:
-        """Keep ``segment`` (no longer used by anyone) for reuse; False once closed."""
+        """Keep ``segment`` (no longer used by anyone) for reuse; False once closed, or
+        if it alone is bigger than the arena keeps (it would push out all the others)."""
         with self._lock:
-            if self._closed:
+            if self._closed or segment.size > self.keep_bytes:
                 return False
             self._free.append(segment)
             drop = self._trim()

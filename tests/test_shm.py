@@ -346,6 +346,9 @@ def test_arena_lends_only_free_segments_and_keeps_a_bounded_number_of_bytes(
         assert arena.recycle(lent)  # two free 2 MiB segments exceed 3 MiB: the oldest goes
         assert arena.names() == [lent.name]
         assert first.name not in os.listdir("/dev/shm")
+        huge = _shm.Segment("aiopar-unittest-huge", 4 << 20, lent.map)
+        assert not arena.recycle(huge)  # bigger than all it keeps: refused, nothing evicted
+        assert arena.names() == [lent.name]
     finally:
         arena.close()
     assert not arena.recycle(first) and lent.name not in os.listdir("/dev/shm")
