@@ -396,10 +396,10 @@ class Dispatcher:
                 job.future.set_result(_worker.unwrap(value))
 
     def _note_result_size(self, job: Job) -> None:
-        size = None
-        for name in (job.result_segment, job.loan.name if job.loan is not None else None):
-            if name is not None and size is None:
-                size = _shm.held_size(name)
+        # The result went into a new segment, or into the lent one.
+        size = _shm.held_size(job.result_segment) if job.result_segment else None
+        if size is None and job.loan is not None:
+            size = _shm.held_size(job.loan.name)
         sizes = self._result_sizes
         if size is not None:
             sizes.pop(job.func_blob, None)
