@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -786,6 +786,23 @@ def test_script_without_main_guard_gets_one_clear_error(tmp_path: Path, start_me
     assert err.count("Traceback") == 1, err
 
 
+@contextlib.asynccontextmanager
+async def _awaited_in_background(ref: aiopar.TaskRef[Any]) -> AsyncIterator[None]:
+    """Await ``ref`` in a task of its own; on leaving, cancel that wait, which stops the
+    worker running it on a ``cancel="kill"`` pool."""
+
+    async def wait() -> Any:
+        return await ref
+
+    waiter = asyncio.ensure_future(wait())
+    try:
+        yield
+    finally:
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+
+
 @pytest.mark.asyncio
 async def test_a_worker_deaf_to_sigterm_does_not_stall_the_rebuild(tmp_path: Path) -> None:
     # When one worker crashes, the executor terminates the others with SIGTERM; one
@@ -793,21 +810,14 @@ async def test_a_worker_deaf_to_sigterm_does_not_stall_the_rebuild(tmp_path: Pat
     marker = tmp_path / "deaf.pid"
     async with aiopar.Pool(workers=2, cancel="kill") as pool:
         deaf = pool.submit(faulty.deaf_to_sigterm_then_sleep, str(marker), 60.0)
-
-        async def wait_for_deaf() -> float:
-            return await deaf
-
-        waiter = asyncio.ensure_future(wait_for_deaf())
-        while not marker.exists():
-            await asyncio.sleep(0.01)
-        deaf_pid = int(marker.read_text())
-        with pytest.raises(aiopar.WorkerCrashedError):
-            await pool.submit(faulty.kill_self)
-        assert await pool.submit(workers.square, 6) == 36  # rebuilt, in seconds
-        assert not _alive(deaf_pid)
-        waiter.cancel()  # it was sent again; cancel="kill" stops it
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiter
+        async with _awaited_in_background(deaf):  # it is sent again after the crash
+            while not marker.exists():
+                await asyncio.sleep(0.01)
+            deaf_pid = int(marker.read_text())
+            with pytest.raises(aiopar.WorkerCrashedError):
+                await pool.submit(faulty.kill_self)
+            assert await pool.submit(workers.square, 6) == 36  # rebuilt, in seconds
+            assert not _alive(deaf_pid)
 
 
 @pytest.mark.asyncio
@@ -817,17 +827,10 @@ async def test_a_crash_of_a_worker_started_on_demand_is_noticed_at_once(tmp_path
     # other job finished (here: after the 20 s sleep).
     async with aiopar.Pool(workers=2, cancel="kill") as pool:
         sleeper = pool.submit(faulty.write_pid_then_sleep, (str(tmp_path), 20.0))
-
-        async def wait_for_sleeper() -> int:
-            return await sleeper
-
-        waiter = asyncio.ensure_future(wait_for_sleeper())
-        while not list(tmp_path.iterdir()):  # the sleeper has started
-            await asyncio.sleep(0.01)
-        assert len(pool.worker_pids()) == 1
-        with pytest.raises(aiopar.WorkerCrashedError):
-            await pool.submit(faulty.kill_self)
-        assert not sleeper.done()  # noticed while the other worker still sleeps
-        waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiter
+        async with _awaited_in_background(sleeper):
+            while not list(tmp_path.iterdir()):  # the sleeper has started
+                await asyncio.sleep(0.01)
+            assert len(pool.worker_pids()) == 1
+            with pytest.raises(aiopar.WorkerCrashedError):
+                await pool.submit(faulty.kill_self)
+            assert not sleeper.done()  # noticed while the other worker still sleeps
