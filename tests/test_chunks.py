@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 
 from aiopar._chunks import (
+    MAX_CHUNK_SECONDS,
+    TAIL_CHUNK_SECONDS,
     TARGET_CHUNK_SECONDS,
     ChunkSizer,
     check_chunk_args,
@@ -260,13 +262,51 @@ def test_probing_sends_one_item_per_worker_then_waits_for_a_measurement(workers:
     assert sizer.ready()
 
 
-def test_cheap_items_make_large_chunks_capped_to_balance_what_remains() -> None:
+def test_cheap_items_make_large_chunks_in_shares_of_what_remains() -> None:
+    sizer = ChunkSizer(workers=2, chunksize=None, length=1_000_000)
+    assert [sizer.next_size(), sizer.next_size()] == [1, 1]  # probes; 999,998 remain
+    sizer.observe(1, 1e-6)  # 1 µs per item
+    assert sizer.next_size() == 250_000  # ceil(999,998 / (2 * 2))
+    assert sizer.next_size() == 187_500  # ceil(749,998 / 4)
+    assert sizer.next_size() == 140_625  # ceil(562,498 / 4)
+
+
+def test_cheap_items_worth_less_than_the_tail_go_in_one_chunk() -> None:
     sizer = ChunkSizer(workers=2, chunksize=None, length=1000)
-    assert [sizer.next_size(), sizer.next_size()] == [1, 1]  # probes; 998 remain
-    sizer.observe(1, 1e-6)  # ~50 000 items per 50 ms target: capped
-    assert sizer.next_size() == 250  # ceil(998 / (2 * 2))
-    assert sizer.next_size() == 187  # ceil(748 / 4)
-    assert sizer.next_size() == 141  # ceil(561 / 4)
+    sizer.next_size()
+    sizer.next_size()
+    sizer.observe(1, 1e-6)  # the 998 left are 1 ms of work: not worth cutting
+    assert sizer.next_size() == 998
+
+
+def _guided_sizes(length: int, seconds_per_item: float, workers: int = 2) -> list[int]:
+    sizer = ChunkSizer(workers=workers, chunksize=None, length=length)
+    sizes = [sizer.next_size() for _ in range(workers)]  # the probes
+    sizer.observe(1, seconds_per_item)
+    while sum(sizes) < length:
+        sizes.append(sizer.next_size())
+    return sizes
+
+
+def test_known_count_goes_in_shrinking_shares_ending_with_single_items() -> None:
+    # 64 items of 17 ms on 2 workers: a quarter of what is left each time, not 32
+    # chunks of 2 items (the 50 ms target), and the workers finish together.
+    sizes = _guided_sizes(64, 0.017)
+    assert sizes == [1, 1, 16, 12, 9, 7, 5, 4, 3, 2, 1, 1, 1, 1]
+    assert sum(sizes) == 64
+
+
+def test_guided_chunks_stop_shrinking_at_the_tail_duration() -> None:
+    sizes = _guided_sizes(1000, 0.001)  # 1 ms items: no chunk under 10 ms of work
+    assert min(sizes[2:]) == int(TAIL_CHUNK_SECONDS / 0.001) == 10
+    assert sizes[2:] == sorted(sizes[2:], reverse=True)
+    assert len(sizes) < 1000 * 0.001 / TARGET_CHUNK_SECONDS  # fewer than 50 ms chunks
+
+
+def test_guided_chunks_never_exceed_the_largest_duration() -> None:
+    sizes = _guided_sizes(10_000, 0.01)  # a quarter of 100 s would be 25 s of work
+    assert max(sizes) == int(MAX_CHUNK_SECONDS / 0.01) == 50
+    assert sum(sizes) >= 10_000
 
 
 def test_cheap_items_of_unknown_count_make_chunks_of_the_target_duration() -> None:
