@@ -323,15 +323,7 @@ class Pool:
         (``cancel="kill"``, and always on Ctrl-C, so that the program stops at once).
         Shielded from cancellation, so it always completes.
         """
-        dispatcher = self._dispatcher
-        if dispatcher is None:
-            running = [job for job in jobs if not job.future.cancel() and not job.future.done()]
-        else:
-            running = [job for job in jobs if not dispatcher.try_cancel(job)]
-            running = [job for job in running if not job.future.done()]
-            kill = self.cancel_mode == "kill" or interrupted_by_user(cause)
-            for job in running:
-                dispatcher.cancel(job, kill=kill)
+        running = self._stop(jobs, cause)
         if not running:
             return
         with anyio.CancelScope(shield=True):
@@ -339,6 +331,19 @@ class Pool:
                 watcher = FutureWatcher()
                 watcher.watch_all(job.future for job in running)
             await watcher.wait_all(job.future for job in running)
+
+    def _stop(self, jobs: Iterable[Job], cause: BaseException | None) -> list[Job]:
+        """The first, non-blocking half of :meth:`_abandon`: cancel ``jobs`` not yet
+        started, kill or mark the running ones, and return those still running."""
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return [job for job in jobs if not job.future.cancel() and not job.future.done()]
+        running = [job for job in jobs if not dispatcher.try_cancel(job)]
+        running = [job for job in running if not job.future.done()]
+        kill = self.cancel_mode == "kill" or interrupted_by_user(cause)
+        for job in running:
+            dispatcher.cancel(job, kill=kill)
+        return running
 
     # ── public methods ─────────────────────────────────────────────────────────────
 

@@ -11,6 +11,7 @@ that the test creates when it is ready (``workers_extra.wait_for_file``).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import contextlib
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -312,7 +313,9 @@ async def boom() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("how", ["amap-timeout", "gather-failure"])
+@pytest.mark.parametrize(
+    "how", ["amap-timeout", "gather-failure", "gather-refs-timeout", "gather-refs-failure"]
+)
 async def test_cancelled_call_does_not_wait_for_its_queued_work(how: str, tmp_path: Path) -> None:
     # Work that has not begun is cancelled: the cancelled call returns while every
     # worker is still busy with other work, and the dropped work never runs.
@@ -330,10 +333,23 @@ async def test_cancelled_call_does_not_wait_for_its_queued_work(how: str, tmp_pa
             with anyio.move_on_after(0.1) as scope:
                 await aiopar.amap(workers.append_line, [str(ran)] * 3, chunksize=1)
             assert scope.cancelled_caught
-        else:
+        elif how == "gather-failure":
             queued = aiopar.submit(workers.append_line, str(ran))
             with pytest.raises(KeyError, match="boom"):
                 await aiopar.gather(queued, boom())
+        elif how == "gather-refs-timeout":  # TaskRefs only: gather's path without tasks
+            refs = [aiopar.submit(workers.append_line, str(ran)) for _ in range(3)]
+            with anyio.move_on_after(0.1) as scope:
+                await aiopar.gather(*refs)
+            assert scope.cancelled_caught
+            assert all(ref.cancelled() for ref in refs)
+        else:  # a ref that failed first: the others are cancelled
+            refs = [aiopar.submit(workers.append_line, str(ran)) for _ in range(3)]
+            cancelled = aiopar.submit(workers.append_line, str(ran))
+            assert cancelled.cancel()
+            with pytest.raises(cf.CancelledError):
+                await aiopar.gather(*refs, cancelled)
+            assert all(ref.cancelled() for ref in refs)
         returned_while_held = not any(holder.done() for holder in holders)
         group.cancel_scope.cancel()
     assert returned_while_held, "the cancelled call waited until a worker was free"

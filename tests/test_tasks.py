@@ -122,6 +122,31 @@ async def test_gather_cancels_the_rest_on_first_failure(tmp_path) -> None:  # ty
 
 
 @pytest.mark.asyncio
+async def test_gather_of_refs_only_from_two_pools_with_repeats() -> None:
+    async with aiopar.Pool(workers=1) as one, aiopar.Pool(workers=2) as two:
+        a = one.submit(workers.sleep_then, "a", 0.2)
+        b = two.submit(workers.square, 4)
+        done = two.submit(workers.square, 5)
+        assert await done == 25
+        assert await aiopar.gather(a, b, a, done) == ["a", 16, "a", 25]
+
+
+@pytest.mark.asyncio
+async def test_gather_of_refs_only_cancels_the_rest_in_every_pool(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "late.txt"
+    async with aiopar.Pool(workers=1) as one, aiopar.Pool(workers=1) as two:
+        blockers = [pool.submit(workers.sleep_then, 0, 0.5) for pool in (one, two)]
+        queued = [pool.submit(workers.append_line, str(marker)) for pool in (one, two)]
+        dropped = two.submit(workers.append_line, str(marker))
+        assert dropped.cancel()  # fails first: the queued ones never start
+        with pytest.raises(cf.CancelledError):
+            await aiopar.gather(queued[0], dropped, queued[1])
+        assert all(ref.cancelled() for ref in queued)
+        assert await aiopar.gather(*blockers) == [0, 0]
+    assert not marker.exists()
+
+
+@pytest.mark.asyncio
 async def test_gather_refuses_non_awaitables() -> None:
     with pytest.raises(TypeError, match="awaitables"):
         await aiopar.gather(42)  # type: ignore[arg-type]
