@@ -8,6 +8,9 @@ Every workload runs, in one run of one process, through each contender:
 * ``run_in_executor``: raw asyncio, the seed texts' way: the work cut by hand into one
   contiguous piece per worker, each sent with ``loop.run_in_executor`` to a warmed
   ``ProcessPoolExecutor`` (forkserver, one worker per core), the answers joined;
+* ``bare processes`` (``py_tasks`` only): one plain process per core pulling task numbers
+  from a shared counter, no pool at all: the ceiling of what the machine gives at that
+  moment, measured in the same rounds;
 * ``joblib``, ``ray``, ``dask``, ``mpire``: only when importable (each started for its
   workload, warmed, and stopped after it); otherwise their rows say "not installed".
 
@@ -123,6 +126,71 @@ def py_work(seed: int, iterations: int) -> int:
 def py_work_many(seeds: Sequence[int], iterations: int) -> list[int]:
     """``[py_work(seed, iterations) for seed in seeds]``: one hand-made chunk of tasks."""
     return [py_work(seed, iterations) for seed in seeds]
+
+
+def bare_worker(conn: Any, counter: Any, lock: Any, tasks: int, iterations: int) -> None:
+    """A process of :class:`BareProcesses`: on each go, pull task numbers until none are
+    left and send back ``{number: py_work(number, iterations)}``; stop on None."""
+    while conn.recv() is not None:
+        done = {}
+        while True:
+            with lock:
+                number = counter.value
+                counter.value = number + 1
+            if number >= tasks:
+                break
+            done[number] = py_work(number, iterations)
+        conn.send(done)
+
+
+class BareProcesses:
+    """The py_tasks workload on worker processes with nothing around them: each pulls
+    the next task number from a shared counter, so a faster CPU takes more tasks. No
+    pool, no queue, no result path: what the machine itself gives that many processes
+    at that moment, the ceiling any pool can reach."""
+
+    def __init__(self, workers: int, tasks: int, iterations: int) -> None:
+        ctx = multiprocessing.get_context("forkserver")
+        self._tasks = tasks
+        self._lock = ctx.Lock()
+        self._counter = ctx.RawValue("q", 0)
+        self._conns = []
+        self._processes = []
+        for _ in range(workers):
+            ours, theirs = ctx.Pipe()
+            process = ctx.Process(
+                target=bare_worker,
+                args=(theirs, self._counter, self._lock, tasks, iterations),
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            self._conns.append(ours)
+            self._processes.append(process)
+
+    def run(self) -> list[int]:
+        """Compute all tasks once; blocks."""
+        with self._lock:
+            self._counter.value = 0
+        for conn in self._conns:
+            conn.send(True)
+        done: dict[int, int] = {}
+        for conn in self._conns:
+            done.update(conn.recv())
+        return [done[number] for number in range(self._tasks)]
+
+    def close(self) -> None:
+        """Stop the processes; blocks."""
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+        for process in self._processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for conn in self._conns:
+            conn.close()
 
 
 def sleep_for(seconds: float) -> float:
@@ -964,13 +1032,21 @@ class Bench:
             )
             return [value for answer in answers for value in answer]
 
+        bare = BareProcesses(self.workers, len(seeds), iterations)
         entries: list[Entry] = [
             ("sequential", self._sync(lambda: [work(seed) for seed in seeds])),
             ("aiopar", self._async(lambda: self.pool.amap(work, seeds))),
             ("aiopar submit", self._async(submitted)),
             ("run_in_executor", self._async(by_hand)),
+            ("bare processes", self._sync(bare.run)),
         ]
-        rows = self._measure("py_tasks", entries, _equal)
+        try:
+            rows = self._measure("py_tasks", entries, _equal)
+        finally:
+            bare.close()
+        for row in rows:
+            if row.contender == "bare processes" and row.status == "ok":
+                row.note = "the ceiling: no pool, each process pulls the next task"
         return rows + self._others(
             "py_tasks", lambda s: self._sync(lambda: s.map(work, seeds)), _equal
         )

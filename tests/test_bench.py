@@ -187,3 +187,16 @@ def test_table_and_markdown_are_aligned() -> None:
     markdown = bench.format_markdown(results, "heading")
     assert markdown.startswith("heading\n\n| workload |")
     assert "| ×2.00 |" in markdown
+
+
+def test_bare_processes_compute_every_task_once_per_run_and_stop() -> None:
+    # The ceiling row of py_tasks: its answers are checked like any contender's, and
+    # its processes must be gone after close() (the conftest fixture checks children).
+    bare = bench.BareProcesses(2, 10, 1000)
+    try:
+        expected = [bench.py_work(number, 1000) for number in range(10)]
+        assert bare.run() == expected
+        assert bare.run() == expected  # the counter starts again at each run
+    finally:
+        bare.close()
+    assert not any(process.is_alive() for process in bare._processes)
