@@ -918,7 +918,10 @@ class Bench:
                 continue
             try:
                 session.map(sleep_for, [0.05] * self.workers)  # start and warm its workers
-                results += self._measure(workload, [(name, use(session))], same, reference=False)
+                rows = self._measure(workload, [(name, use(session))], same, reference=False)
+                for row in rows:  # timed after the others' rounds: no round to pair with
+                    row.in_rounds = False
+                results += rows
             except Exception as exc:
                 results.append(Result(workload, name, status="failed", note=_failure(exc)))
             finally:

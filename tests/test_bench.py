@@ -200,3 +200,28 @@ def test_bare_processes_compute_every_task_once_per_run_and_stop() -> None:
     finally:
         bare.close()
     assert not any(process.is_alive() for process in bare._processes)
+
+
+def test_third_party_rows_are_not_paired_with_rounds_they_were_not_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # joblib & co. run after the rounds of the other rows: their speedup is the ratio of
+    # medians, not a median of ratios with sequential runs timed at another moment.
+    monkeypatch.setattr(bench, "THIRD_PARTY", ("fake",))
+    monkeypatch.setattr(bench, "_installed", lambda name: True)
+
+    class Session:
+        def map(self, func: Any, items: Any) -> list[Any]:
+            return [func(item) for item in items]
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setitem(bench._SESSIONS, "fake", ("fake", lambda workers: Session()))
+    runner = bench.Bench.__new__(bench.Bench)
+    runner.repeat, runner.sizes, runner.memory = 2, bench.QUICK, bench.PeakMemory()
+    runner._progress, runner.workers, runner._expected = (lambda line: None), 1, [1]
+    rows = runner._others("py_tasks", lambda session: runner._sync(lambda: [1]), bench._equal)
+    assert [row.contender for row in rows] == ["fake"]
+    assert rows[0].status == "ok", rows[0].note
+    assert rows[0].in_rounds is False
