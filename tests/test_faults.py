@@ -210,6 +210,21 @@ async def test_queued_tasks_survive_a_crash_none_lost_none_duplicated(tmp_path: 
 
 
 @pytest.mark.asyncio
+async def test_tasks_sent_again_after_a_crash_run_in_the_order_they_were_submitted(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "runs.log"
+    async with aiopar.Pool(workers=1) as pool:
+        crash = pool.submit(faulty.sleep_then_kill_self, 0.2)
+        # Queued in the executor behind the crash, none started: all are sent again.
+        others = [pool.submit(faulty.logged_value, str(log), i, 0.0) for i in range(12)]
+        with pytest.raises(aiopar.WorkerCrashedError):
+            await crash
+        assert await aiopar.gather(*others) == list(range(12))
+    assert [int(line) for line in log.read_text().split()] == list(range(12))
+
+
+@pytest.mark.asyncio
 async def test_unordered_map_beside_a_crash_returns_each_result_once(tmp_path: Path) -> None:
     log = tmp_path / "runs.log"
     async with aiopar.Pool(workers=2) as pool:

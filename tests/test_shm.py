@@ -6,13 +6,14 @@ import asyncio
 import concurrent.futures as cf
 import gc
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import aiopar
 from aiopar import _packing, _shm
-from tests import workers
+from tests import faulty, workers
 
 BIG = 300_000  # float64 items: 2.4 MB, above the 1 MiB threshold
 
@@ -269,6 +270,31 @@ async def test_a_result_the_caller_keeps_is_never_reused() -> None:
         kept = [await pool.submit(workers.make_matrix, 600) for _ in range(4)]
         assert len({_segment_of(array) for array in kept}) == 4
         for array in kept:
+            np.testing.assert_array_equal(array, workers.make_matrix(600))
+
+
+@pytest.mark.asyncio
+async def test_only_jobs_that_borrow_a_segment_wait_with_the_pool(tmp_path: Path) -> None:
+    # Plain tasks go to the executor far ahead of the workers; a task that will be lent
+    # an arena segment for its result waits with the pool while 2 jobs per worker are
+    # already there, so that the segment goes to a job about to run.
+    release = tmp_path / "go"
+    async with aiopar.Pool(workers=1) as pool:
+        dispatcher = pool._require_dispatcher()
+        first = await pool.submit(workers.make_matrix, 600)  # its size is known from now on
+        del first
+        blocker = pool.submit(faulty.start_then_wait, (str(tmp_path), str(release), "b"))
+        plain = [pool.submit(workers.square, i) for i in range(10)]
+        borrowing = [pool.submit(workers.make_matrix, 600) for _ in range(3)]
+        for _ in range(500):  # until the dispatcher has placed all 14
+            if len(dispatcher._inflight) + len(dispatcher._pending) == 14:
+                break
+            await asyncio.sleep(0.01)
+        assert (len(dispatcher._inflight), len(dispatcher._pending)) == (11, 3)
+        release.touch()
+        assert await blocker == "b"
+        assert await aiopar.gather(*plain) == [i * i for i in range(10)]
+        for array in await aiopar.gather(*borrowing):
             np.testing.assert_array_equal(array, workers.make_matrix(600))
 
 
