@@ -12,17 +12,20 @@ The path of one job::
                                          │    pickled by the executor's feeder thread ─► worker:
                                          │                                 writes its pid in
                                          │                                 slots[slot], runs
-    job.future ◄── set_result ◄── "done" event ◄── done-callback (executor's manager thread)
+    job.future ◄── set_result ◄─────────────── done-callback (executor's manager thread):
+      │                                        a plain success is settled right there;
+      │              "done" event ◄──────────  failures, crashes, cancelled jobs and
+      │              (settled here)            results in arena segments come to us
       │  a done-callback on job.future wakes the waiting event loop (see _waiting.py)
 
 Nothing here touches an event loop, so one dispatcher serves every loop and backend.
 
 Why a thread of our own, and not executor.submit() straight from the event loop:
 
-* Jobs wait in *our* queue, not the executor's, so a crash only fails the jobs that
-  were really in the executor; they are sorted out with the shared ``slots`` table (which
-  pid runs which job). The job whose worker died fails with WorkerCrashedError; every
-  other one is sent again to a new executor.
+* Jobs wait in *our* queue, beyond the few per worker handed to the executor, so a
+  crash only fails the jobs that were really in the executor; they are sorted out with
+  the shared ``slots`` table (which pid runs which job). The job whose worker died fails
+  with WorkerCrashedError; every other one is sent again to a new executor.
 * ``cancel="kill"`` knows the pid to terminate; a job cancelled before a worker starts
   it is marked in its slot and skipped by the worker.
 * Rebuilding the executor (and starting processes) blocks: it happens here, never on the
@@ -358,7 +361,15 @@ class Dispatcher:
     def _on_exec_done(
         self, job: Job, processes: dict[int, Any], exec_future: cf.Future[Any]
     ) -> None:
-        # Runs in the executor's manager thread (or ours): only look, then hand over.
+        # Runs in the executor's manager thread (or ours). A plain success is settled
+        # here (the caller gets it one thread hop sooner, and the dispatcher thread is
+        # not woken for it); anything else is handed over.
+        if self._settle_success(job, exec_future):
+            # The job left _inflight: room for a pending one. The dispatcher checks
+            # _inflight after it queues a job or closes, so one of us sees the other.
+            if self._pending or self._closed:
+                self._events.put(("pump",))
+            return
         # A broken pool fails its futures *before* terminating the surviving workers,
         # so a worker that is already dead here is the one that crashed. Its process is
         # looked up among those of the executor that ran the job: by now the dispatcher
@@ -374,6 +385,34 @@ class Dispatcher:
                 proc = processes.get(pid)
                 crash = _Crash(pid, None if proc is None else proc.exitcode)
         self._events.put(("done", job, exec_future, crash))
+
+    def _settle_success(self, job: Job, exec_future: cf.Future[Any]) -> bool:
+        """Deliver a successful result from the thread that got it, if nothing about it
+        needs the dispatcher thread: no arena segment to give back or to note, no
+        cancellation. Return whether it was delivered."""
+        if exec_future.cancelled() or exec_future.exception() is not None or job.cancel_requested:
+            return False
+        elapsed, value = exec_future.result()
+        if _is_skipped(value) or job.segments or job.loan is not None:
+            return False
+        if self.arena is not None and (
+            job.func_blob in self._result_sizes  # to be forgotten, by the dispatcher
+            or (job.result_segment is not None and _shm.held_size(job.result_segment))
+        ):
+            return False
+        job.elapsed = elapsed
+        try:
+            job.future.set_result(_worker.unwrap(value))
+        except cf.InvalidStateError:  # cancelled by try_cancel() while it ran: dropped
+            pass
+        # Only now: try_cancel() reads a job without slot or executor future as waiting.
+        job.exec_future = None
+        job.payload = None
+        self._release_slot(job)
+        with self._slot_lock:
+            self._breakages_in_a_row = 0
+        self._inflight.discard(job)
+        return True
 
     def _release_slot(self, job: Job) -> None:
         with self._slot_lock:
@@ -440,7 +479,8 @@ class Dispatcher:
     def _broken(self, job: Job, crash: _Crash | None) -> None:
         if job.generation == self._generation:  # first news of this breakage
             self._rebuild()
-            self._breakages_in_a_row += 1
+            with self._slot_lock:  # also reset by _settle_success() in another thread
+                self._breakages_in_a_row += 1
         if crash is not None and crash.exitcode is not None:
             self._breakages_in_a_row = 0  # a worker died under this very job
         if job.cancel_requested or self._closed:
@@ -509,9 +549,10 @@ class Dispatcher:
                 _set_exception(job.future, _cancel_error(job))
         self._pending.clear()
         if self._owns_executor:
-            for job in self._inflight:  # in the executor, but not started: skip them
-                if self._slots[job.slot] == _worker.SLOT_FREE:
-                    self._slots[job.slot] = _worker.SLOT_CANCELLED
+            with self._slot_lock:  # jobs may finish meanwhile (see _settle_success)
+                for job in list(self._inflight):  # in the executor, not started: skip them
+                    if job.slot >= 0 and self._slots[job.slot] == _worker.SLOT_FREE:
+                        self._slots[job.slot] = _worker.SLOT_CANCELLED
             self._executor.shutdown(wait=True)
         # Deliver what finished while shutting down; refuse anything new.
         while self._inflight:

@@ -71,7 +71,10 @@ class TaskRef(Generic[R]):
 
     @property
     def future(self) -> cf.Future[R]:
-        """The underlying :class:`concurrent.futures.Future`, for use with other tools."""
+        """The underlying :class:`concurrent.futures.Future`, for use with other tools.
+
+        Its done-callbacks run in one of the pool's background threads: keep them short.
+        """
         return self._job.future
 
     def done(self) -> bool:

@@ -200,3 +200,43 @@ async def test_workers_keep_freed_blocks_for_the_next_call() -> None:
     assert kept >= size * 0.9
     with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as plain:
         assert plain.submit(workers.rss_kept_after_free, size).result() < size * 0.1
+
+
+@pytest.mark.asyncio
+async def test_successes_are_delivered_without_waking_the_dispatcher_thread() -> None:
+    # A plain result is settled in the executor's own thread; only failures (and the
+    # like) go through the dispatcher thread as "done" events.
+    async with aiopar.Pool(workers=2) as pool:
+        dispatcher = pool._require_dispatcher()
+        seen: list[str] = []
+        queue = dispatcher._events
+
+        class Recording:
+            def put(self, event: tuple[object, ...]) -> None:
+                seen.append(str(event[0]))
+                queue.put(event)
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(queue, name)
+
+        dispatcher._events = Recording()  # type: ignore[assignment]
+        try:
+            assert await pool.gather(*(pool.submit(workers.square, i) for i in range(20))) == [
+                i * i for i in range(20)
+            ]
+            with pytest.raises(ValueError):
+                await pool.submit(workers.fail, 1)
+        finally:
+            dispatcher._events = queue
+    assert seen.count("submit") == 21
+    assert seen.count("done") == 1, seen
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+async def test_more_tasks_than_the_executor_takes_at_once_all_run(start_method: str) -> None:
+    # 32 jobs per worker go to the executor; the rest wait with the pool and are sent
+    # as the first ones finish, each result settled outside the dispatcher thread.
+    async with aiopar.Pool(workers=1, start_method=start_method) as pool:
+        refs = [pool.submit(workers.square, i) for i in range(150)]
+        assert await pool.gather(*refs) == [i * i for i in range(150)]
