@@ -247,14 +247,14 @@ async def gather(*refs_or_awaitables: Awaitable[Any], return_exceptions: bool = 
 
 async def _gather_refs(refs: Sequence[TaskRef[Any]], return_exceptions: bool) -> list[Any]:
     """:func:`gather` of TaskRefs only, with the same results and cancellation, but one
-    watcher for all their futures instead of a task, a watcher and an event per ref: a
-    gather of many tasks costs the event loop one wake-up per finished task."""
+    watcher for all their futures instead of a task, a watcher and an event per ref. The
+    event loop is woken when the last task is done or when one fails, not per task."""
     futures = [ref.future for ref in refs]
     watcher = FutureWatcher()
     failed: cf.Future[Any] | None = None
     try:
         await anyio.lowlevel.checkpoint()
-        watcher.watch_all(futures)
+        watcher.watch_all(futures, wake_on_success=False)
         for _ in futures:
             finished = await watcher.next_finished()
             if not return_exceptions and (finished.cancelled() or finished.exception() is not None):

@@ -7,6 +7,11 @@ call (``loop.call_soon_threadsafe`` on asyncio and uvloop, ``TrioToken.run_sync_
 trio), to set an :class:`anyio.Event`. If the future is already done when the callback is
 added, the callback runs at once in the loop thread, which is just as safe.
 
+Waking a loop costs a system call, a thread switch and a turn of the loop, and the
+workers pay for it on a machine whose cores they keep busy, so a watcher wakes its loop
+as seldom as it can: futures that finish before the loop has run the last wake-up share
+it, and :meth:`FutureWatcher.watch_all` can keep successes silent until the last one.
+
 Nothing here polls, and nothing here is tied to one loop beyond the lifetime of a
 :class:`FutureWatcher`, which is made per call.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import functools
+import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -70,20 +76,42 @@ class FutureWatcher:
         self._schedule = _threadsafe_scheduler()
         self._finished: collections.deque[cf.Future[Any]] = collections.deque()
         self._event: anyio.Event | None = None
+        self._lock = threading.Lock()
+        self._wake_scheduled = False
+        # With watch_all(..., wake_on_success=False): successes not yet seen, all silent
+        # until the last one.
+        self._silent: set[cf.Future[Any]] = set()
 
     def watch(self, future: cf.Future[Any]) -> None:
         future.add_done_callback(functools.partial(_on_done, weakref.ref(self)))
 
-    def watch_all(self, futures: Iterable[cf.Future[Any]]) -> None:
+    def watch_all(self, futures: Iterable[cf.Future[Any]], *, wake_on_success: bool = True) -> None:
+        """Watch ``futures``; with ``wake_on_success=False`` the loop is only woken when
+        one of them fails (or is cancelled) or when the last of them is done: a caller
+        that needs all results saves a wake-up per success."""
+        futures = list(futures)
+        if not wake_on_success:
+            self._silent.update(futures)
         callback = functools.partial(_on_done, weakref.ref(self))
         for future in futures:
             future.add_done_callback(callback)
 
     def _on_done(self, future: cf.Future[Any]) -> None:
-        self._finished.append(future)
+        # In the thread that finished the future (or in the loop's, if already done).
+        with self._lock:
+            self._finished.append(future)
+            if future in self._silent:
+                self._silent.discard(future)
+                if self._silent and not future.cancelled() and future.exception() is None:
+                    return
+            if self._wake_scheduled:
+                return  # the loop will see this one too
+            self._wake_scheduled = True
         self._schedule(self._wake)
 
     def _wake(self) -> None:
+        with self._lock:
+            self._wake_scheduled = False
         if self._event is not None:
             self._event.set()
 

@@ -197,6 +197,110 @@ async def test_gather_raises_the_first_failure_and_cancels_the_rest() -> None:
     assert cancelled.is_set()
 
 
+# ── waking the loop ──────────────────────────────────────────────────────────────────
+
+
+@contextlib.contextmanager
+def counted_wakes() -> Any:
+    """Count the calls that the watchers made meanwhile ask the event loop to run."""
+    from aiopar import _waiting
+
+    calls: list[int] = []
+    original = _waiting._threadsafe_scheduler
+
+    def counting() -> Any:
+        schedule = original()
+
+        def wrapped(callback: Any) -> None:
+            calls.append(1)
+            schedule(callback)
+
+        return wrapped
+
+    _waiting._threadsafe_scheduler = counting  # type: ignore[assignment]
+    try:
+        yield calls
+    finally:
+        _waiting._threadsafe_scheduler = original  # type: ignore[assignment]
+
+
+async def wake_handled(watcher: Any) -> None:
+    """Let the event loop run the wake-up the watcher asked for, if any (5 s at most)."""
+    for _ in range(5000):
+        if not watcher._wake_scheduled:
+            return
+        await anyio.sleep(0.001)
+    raise AssertionError("the event loop never ran the wake-up")
+
+
+def finish_from_a_thread(*steps: tuple[cf.Future[Any], object]) -> None:
+    """Set each future's result (or exception) from another thread, one by one."""
+
+    def run() -> None:
+        for future, outcome in steps:
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    with cf.ThreadPoolExecutor(1) as thread:
+        thread.submit(run).result()
+
+
+@pytest.mark.anyio
+async def test_a_gather_of_tasks_wakes_the_loop_once_not_per_result() -> None:
+    pool = aiopar.get_default_pool()
+    with counted_wakes() as wakes:
+        assert await aiopar.gather(*(pool.submit(workers.square, i) for i in range(20))) == [
+            i * i for i in range(20)
+        ]
+    assert len(wakes) == 1
+
+
+@pytest.mark.anyio
+async def test_a_silent_watch_wakes_the_loop_on_a_failure_and_on_the_last_success() -> None:
+    from aiopar._waiting import FutureWatcher
+
+    silent = [cf.Future[Any]() for _ in range(4)]
+    loud = cf.Future[Any]()
+    with counted_wakes() as wakes:
+        watcher = FutureWatcher()
+        watcher.watch_all(silent, wake_on_success=False)
+        watcher.watch(loud)
+        finish_from_a_thread((silent[0], 0), (silent[1], 1))
+        assert wakes == []  # successes, not the last: nobody woken
+        finish_from_a_thread((loud, "loud"))
+        assert len(wakes) == 1  # an ordinary watch wakes the loop
+        await wake_handled(watcher)
+        assert [await watcher.next_finished() for _ in range(3)] == [silent[0], silent[1], loud]
+        finish_from_a_thread((silent[2], ValueError("boom")))
+        assert len(wakes) == 2  # a failure wakes it at once
+        await wake_handled(watcher)
+        assert await watcher.next_finished() is silent[2]
+        finish_from_a_thread((silent[3], 3))
+        assert len(wakes) == 3  # the last one
+        assert await watcher.next_finished() is silent[3]
+
+
+@pytest.mark.anyio
+async def test_futures_finished_before_the_loop_runs_the_wake_share_it() -> None:
+    from aiopar._waiting import FutureWatcher
+
+    futures = [cf.Future[Any]() for _ in range(5)]
+    with counted_wakes() as wakes:
+        watcher = FutureWatcher()
+        watcher.watch_all(futures)
+        finish_from_a_thread(*((future, i) for i, future in enumerate(futures)))
+        assert len(wakes) == 1  # the loop has not run the first wake yet
+        await wake_handled(watcher)
+        assert [await watcher.next_finished() for _ in futures] == futures
+        late = cf.Future[Any]()
+        watcher.watch(late)
+        finish_from_a_thread((late, "late"))
+        assert len(wakes) == 2  # after a wake has run, the next result needs one again
+        assert await watcher.next_finished() is late
+
+
 # ── tree_reduce ──────────────────────────────────────────────────────────────────────
 
 
