@@ -30,7 +30,7 @@ from . import _maps, _reduce, _tasks
 from ._chunks import check_positive
 from ._executor import Dispatcher, Job
 from ._tasks import RemoteFunction, TaskRef
-from ._waiting import FutureWatcher
+from ._waiting import FutureWatcher, wait_all_shielded
 
 __all__ = ["Pool"]
 
@@ -324,13 +324,7 @@ class Pool:
         Shielded from cancellation, so it always completes.
         """
         running = self._stop(jobs, cause)
-        if not running:
-            return
-        with anyio.CancelScope(shield=True):
-            if watcher is None:
-                watcher = FutureWatcher()
-                watcher.watch_all(job.future for job in running)
-            await watcher.wait_all(job.future for job in running)
+        await wait_all_shielded([job.future for job in running], watcher)
 
     def _stop(self, jobs: Iterable[Job], cause: BaseException | None) -> list[Job]:
         """The first, non-blocking half of :meth:`_abandon`: cancel ``jobs`` not yet

@@ -21,7 +21,7 @@ import anyio
 
 from ._checks import check_arguments
 from ._executor import Job
-from ._waiting import FutureWatcher
+from ._waiting import FutureWatcher, wait_all_shielded
 from ._worker import CALL
 
 if TYPE_CHECKING:
@@ -235,8 +235,9 @@ async def gather(*refs_or_awaitables: Awaitable[Any], return_exceptions: bool = 
                 f"gather() takes TaskRefs and awaitables, got {type(awaitable).__name__}: "
                 f"{awaitable!r}"
             )
-    if refs_or_awaitables and all(isinstance(a, TaskRef) for a in refs_or_awaitables):
-        return await _gather_refs(refs_or_awaitables, return_exceptions)  # type: ignore[arg-type]
+    refs = [a for a in refs_or_awaitables if isinstance(a, TaskRef)]
+    if refs and len(refs) == len(refs_or_awaitables):
+        return await _gather_refs(refs, return_exceptions)
     async with anyio.create_task_group() as group:
         for index, awaitable in enumerate(refs_or_awaitables):
             group.start_soon(run, index, awaitable, group.cancel_scope)
@@ -285,9 +286,7 @@ async def _abandon_refs(
         if not ref.future.done():
             pools.setdefault(id(ref._pool), (ref._pool, []))[1].append(ref._job)
     running = [job for pool, jobs in pools.values() for job in pool._stop(jobs, cause)]
-    if running:
-        with anyio.CancelScope(shield=True):
-            await watcher.wait_all(job.future for job in running)
+    await wait_all_shielded([job.future for job in running], watcher)
 
 
 class RemoteFunction(Generic[P, R]):

@@ -23,13 +23,13 @@ import concurrent.futures as cf
 import functools
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import sniffio
 
-__all__ = ["FutureWatcher", "wait_future"]
+__all__ = ["FutureWatcher", "wait_all_shielded", "wait_future"]
 
 T = TypeVar("T")
 
@@ -136,6 +136,22 @@ class FutureWatcher:
         """Wait until every one of ``futures`` (all watched) is done."""
         for future in futures:
             await self.wait_for(future)
+
+
+async def wait_all_shielded(
+    futures: Sequence[cf.Future[Any]], watcher: FutureWatcher | None = None
+) -> None:
+    """Wait until every one of ``futures`` is done, shielded from cancellation.
+
+    ``watcher``: one that already watches them all; by default a new one.
+    """
+    if not futures:
+        return
+    with anyio.CancelScope(shield=True):
+        if watcher is None:
+            watcher = FutureWatcher()
+            watcher.watch_all(futures)
+        await watcher.wait_all(futures)
 
 
 def _on_done(watcher: weakref.ref[FutureWatcher], future: cf.Future[Any]) -> None:
