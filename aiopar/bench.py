@@ -23,6 +23,8 @@ How the contenders of one workload are measured::
                                         fails the row)        speedup = median over rounds
                                                               of t_seq / t_x
 
+py_tasks runs 3 × --repeat rounds (see PY_TASKS_ROUNDS).
+
 Memory ("peak +MiB") is the high-water resident set size (``VmHWM``, what
 ``getrusage().ru_maxrss`` reports) of this process and of every descendant process
 (the workers), each reset through ``/proc/PID/clear_refs`` before a timed run, minus
@@ -84,6 +86,11 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 
 WORKLOADS = ("vec", "vec_heavy", "loop_lag", "seed_dag", "py_tasks", "cold_start")
+
+# py_tasks runs this many times --repeat rounds: its runs are short (about 4 s a round for
+# all contenders) and its ratios the noisiest, each vCPU of a cloud machine changing speed
+# by a third from one second to the next; the median of more rounds moves less.
+PY_TASKS_ROUNDS = 3
 """The workload names, in the order they run (the keys of the JSON output)."""
 
 THIRD_PARTY = ("joblib", "ray", "dask", "mpire")
@@ -150,17 +157,22 @@ class BareProcesses:
     at that moment, the ceiling any pool can reach."""
 
     def __init__(self, workers: int, tasks: int, iterations: int) -> None:
-        ctx = multiprocessing.get_context("forkserver")
+        self._workers = workers
         self._tasks = tasks
+        self._iterations = iterations
+        ctx = multiprocessing.get_context("forkserver")
         self._lock = ctx.Lock()
         self._counter = ctx.RawValue("q", 0)
-        self._conns = []
-        self._processes = []
-        for _ in range(workers):
+        self._conns: list[Any] = []
+        self._processes: list[Any] = []
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("forkserver")
+        for _ in range(self._workers):
             ours, theirs = ctx.Pipe()
             process = ctx.Process(
                 target=bare_worker,
-                args=(theirs, self._counter, self._lock, tasks, iterations),
+                args=(theirs, self._counter, self._lock, self._tasks, self._iterations),
                 daemon=True,
             )
             process.start()
@@ -169,7 +181,10 @@ class BareProcesses:
             self._processes.append(process)
 
     def run(self) -> list[int]:
-        """Compute all tasks once; blocks."""
+        """Compute all tasks once; blocks. The first run starts the processes (the
+        bench's untimed run, where a failure to start becomes the row's status)."""
+        if not self._processes:
+            self._start()
         with self._lock:
             self._counter.value = 0
         for conn in self._conns:
@@ -822,8 +837,10 @@ class Bench:
         *,
         reference: bool = True,
         grouped: bool = False,
+        rounds: int | None = None,
     ) -> list[Result]:
-        """Run each entry once untimed, then ``repeat`` rounds of one timed run each.
+        """Run each entry once untimed, then ``rounds`` (default ``repeat``) rounds of one
+        timed run each.
 
         The untimed run warms the workers and checks the answer: with ``reference``,
         the first entry's answer is the one the others must match (``same``). Rounds
@@ -854,10 +871,11 @@ class Bench:
                 continue
             del value
             live.append((name, run))
+        rounds = self.repeat if rounds is None else rounds
         if grouped:  # each contender's runs back to back, after a pause
-            order = [entry for entry in live for _ in range(self.repeat)]
+            order = [entry for entry in live for _ in range(rounds)]
         else:  # rounds: every contender once per round, after one pause
-            order = [entry for _ in range(self.repeat) for entry in live]
+            order = [entry for _ in range(rounds) for entry in live]
             time.sleep(self.sizes.settle_s)
         previous = None
         for name, run in order:
@@ -901,6 +919,7 @@ class Bench:
         workload: str,
         use: Callable[[Any], Callable[[], Sample]],
         same: Callable[[Any, Any], bool],
+        rounds: int | None = None,
     ) -> list[Result]:
         """Rows for joblib, ray, dask and mpire: each started, measured, then stopped."""
         results = []
@@ -918,7 +937,9 @@ class Bench:
                 continue
             try:
                 session.map(sleep_for, [0.05] * self.workers)  # start and warm its workers
-                rows = self._measure(workload, [(name, use(session))], same, reference=False)
+                rows = self._measure(
+                    workload, [(name, use(session))], same, reference=False, rounds=rounds
+                )
                 for row in rows:  # timed after the others' rounds: no round to pair with
                     row.in_rounds = False
                 results += rows
@@ -1035,7 +1056,7 @@ class Bench:
             )
             return [value for answer in answers for value in answer]
 
-        bare = BareProcesses(self.workers, len(seeds), iterations)
+        bare = BareProcesses(self.workers, len(seeds), iterations)  # started on first run
         entries: list[Entry] = [
             ("sequential", self._sync(lambda: [work(seed) for seed in seeds])),
             ("aiopar", self._async(lambda: self.pool.amap(work, seeds))),
@@ -1044,14 +1065,19 @@ class Bench:
             ("bare processes", self._sync(bare.run)),
         ]
         try:
-            rows = self._measure("py_tasks", entries, _equal)
+            rows = self._measure("py_tasks", entries, _equal, rounds=PY_TASKS_ROUNDS * self.repeat)
         finally:
             bare.close()
         for row in rows:
             if row.contender == "bare processes" and row.status == "ok":
                 row.note = "the ceiling: no pool, each process pulls the next task"
+            if row.contender == "sequential" and row.status == "ok":
+                row.note = f"{len(row.runs_s)} rounds ({PY_TASKS_ROUNDS} × --repeat)"
         return rows + self._others(
-            "py_tasks", lambda s: self._sync(lambda: s.map(work, seeds)), _equal
+            "py_tasks",
+            lambda s: self._sync(lambda: s.map(work, seeds)),
+            _equal,
+            rounds=PY_TASKS_ROUNDS * self.repeat,
         )
 
     def cold_start(self) -> list[Result]:
@@ -1253,7 +1279,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Workloads: " + ", ".join(WORKLOADS) + ". See docs/benchmarks.md.",
     )
     parser.add_argument(
-        "--repeat", type=_positive, default=5, metavar="N", help="timed runs per row (default 5)"
+        "--repeat",
+        type=_positive,
+        default=5,
+        metavar="N",
+        help="timed runs per row (default 5; py_tasks, short and noisy, 3 times as many)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes, for tests (well under 30 s)"
