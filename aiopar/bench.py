@@ -1073,6 +1073,7 @@ class Bench:
                 row.note = "the ceiling: no pool, each process pulls the next task"
             if row.contender == "sequential" and row.status == "ok":
                 row.note = f"{len(row.runs_s)} rounds ({PY_TASKS_ROUNDS} × --repeat)"
+        against_ceiling(rows, "bare processes")
         return rows + self._others(
             "py_tasks",
             lambda s: self._sync(lambda: s.map(work, seeds)),
@@ -1091,6 +1092,29 @@ class Bench:
         ]
         order = ["sequential", "aiopar", "run_in_executor", *THIRD_PARTY]
         return sorted(rows, key=lambda row: order.index(row.contender))
+
+
+def against_ceiling(rows: list[Result], ceiling: str) -> None:
+    """Note on each pool row how fast it ran next to the ``ceiling`` row, round by round.
+
+    The note reads "×0.97 of the ceiling's speed": the median over rounds of
+    t_ceiling / t_row. Both ran seconds apart in each round, so this compares the
+    pool with what the machine gave at that moment, much of the noise that moves the
+    speedups of both taken out.
+    """
+    top = next((r for r in rows if r.contender == ceiling and r.status == "ok"), None)
+    if top is None:
+        return
+    for row in rows:
+        if (
+            row.contender in (*AIOPAR_ROWS, "run_in_executor")
+            and row.status == "ok"
+            and row.in_rounds
+            and len(row.runs_s) == len(top.runs_s)
+            and all(t > 0 for t in row.runs_s)
+        ):
+            share = statistics.median(c / t for c, t in zip(top.runs_s, row.runs_s, strict=True))
+            row.note = f"×{share:.2f} of the ceiling's speed (median over rounds)"
 
 
 # --- the table and the files -----------------------------------------------------------------

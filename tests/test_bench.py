@@ -228,3 +228,22 @@ def test_third_party_rows_are_not_paired_with_rounds_they_were_not_in(
     assert [row.contender for row in rows] == ["fake"]
     assert rows[0].status == "ok", rows[0].note
     assert rows[0].in_rounds is False
+
+
+def test_pool_rows_of_py_tasks_say_how_fast_they_ran_next_to_the_ceiling() -> None:
+    def row(name: str, runs: list[float], **extra: Any) -> bench.Result:
+        return bench.Result("py_tasks", name, runs_s=runs, **extra)
+
+    rows = [
+        row("sequential", [2.0, 2.0, 2.0]),
+        row("aiopar", [1.0, 1.25, 2.0]),
+        row("aiopar submit", [1.0, 1.0]),  # a round missing: no pairs to take
+        row("run_in_executor", [0.5, 1.0, 1.0]),
+        row("bare processes", [1.0, 1.0, 1.0]),
+        row("joblib", [1.0, 1.0, 1.0], in_rounds=False),
+    ]
+    bench.against_ceiling(rows, "bare processes")
+    notes = {r.contender: r.note for r in rows}
+    assert notes["aiopar"] == "×0.80 of the ceiling's speed (median over rounds)"
+    assert notes["run_in_executor"] == "×1.00 of the ceiling's speed (median over rounds)"
+    assert notes["aiopar submit"] == notes["joblib"] == notes["sequential"] == ""
