@@ -23,6 +23,7 @@ How the contenders of one workload are measured::
                                         fails the row)        speedup = median over rounds
                                                               of t_seq / t_x
 
+The order of the contenders turns by one place from round to round (see _measure);
 py_tasks runs 3 × --repeat rounds (see PY_TASKS_ROUNDS).
 
 Memory ("peak +MiB") is the high-water resident set size (``VmHWM``, what
@@ -845,11 +846,12 @@ class Bench:
         The untimed run warms the workers and checks the answer: with ``reference``,
         the first entry's answer is the one the others must match (``same``). Rounds
         interleave the contenders, so a burst of load elsewhere on the machine hits
-        them all alike. The rounds start after a pause (``Sizes.settle_s``), so that the
-        memory earlier work freed does not disturb them. ``grouped``: each contender's
-        runs back to back instead, each group after such a pause, so that what one
-        contender freed does not disturb the next one's measurement (loop_lag). Never
-        raises: a failure becomes the row's status.
+        them all alike, in an order that turns by one place from round to round. The
+        rounds start after a pause (``Sizes.settle_s``), so that the memory earlier work
+        freed does not disturb them. ``grouped``: each contender's runs back to back
+        instead, each group after such a pause, so that what one contender freed does
+        not disturb the next one's measurement (loop_lag). Never raises: a failure
+        becomes the row's status.
         """
         results = {name: Result(workload, name, in_rounds=not grouped) for name, _ in entries}
         lags: dict[str, list[float]] = {name: [] for name, _ in entries}
@@ -875,7 +877,14 @@ class Bench:
         if grouped:  # each contender's runs back to back, after a pause
             order = [entry for entry in live for _ in range(rounds)]
         else:  # rounds: every contender once per round, after one pause
-            order = [entry for _ in range(rounds) for entry in live]
+            # The order turns by one place each round: a run right after another one
+            # can be slower (on this VM the one right after the sequential run was 3-8 %
+            # slower), and no contender should always take that place.
+            order = [
+                live[(start + offset) % len(live)]
+                for start in range(rounds)
+                for offset in range(len(live))
+            ]
             time.sleep(self.sizes.settle_s)
         previous = None
         for name, run in order:

@@ -247,3 +247,25 @@ def test_pool_rows_of_py_tasks_say_how_fast_they_ran_next_to_the_ceiling() -> No
     assert notes["aiopar"] == "×0.80 of the ceiling's speed (median over rounds)"
     assert notes["run_in_executor"] == "×1.00 of the ceiling's speed (median over rounds)"
     assert notes["aiopar submit"] == notes["joblib"] == notes["sequential"] == ""
+
+
+def test_rounds_turn_the_order_of_the_contenders(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each contender takes each place in a round in turn: none always runs right after
+    # the sequential run. Round i's runs still land at runs_s[i], for the pairing.
+    calls: list[str] = []
+
+    def entry(name: str) -> Any:
+        def run() -> bench.Sample:
+            calls.append(name)
+            return bench.Sample(float(len(calls)), [1])
+
+        return (name, run)
+
+    runner = bench.Bench.__new__(bench.Bench)
+    runner.repeat, runner.sizes, runner.memory = 3, bench.QUICK, bench.PeakMemory()
+    runner._progress, runner.workers = (lambda line: None), 1
+    rows = runner._measure("py_tasks", [entry("a"), entry("b"), entry("c")], bench._equal)
+    assert calls[:3] == ["a", "b", "c"]  # the untimed runs
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    runs = {row.contender: row.runs_s for row in rows}
+    assert runs == {"a": [4.0, 9.0, 11.0], "b": [5.0, 7.0, 12.0], "c": [6.0, 8.0, 10.0]}
