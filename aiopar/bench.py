@@ -87,12 +87,12 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 
 WORKLOADS = ("vec", "vec_heavy", "loop_lag", "seed_dag", "py_tasks", "cold_start")
+"""The workload names, in the order they run (the keys of the JSON output)."""
 
 # py_tasks runs this many times --repeat rounds: its runs are short (about 4 s a round for
 # all contenders) and its ratios the noisiest, each vCPU of a cloud machine changing speed
 # by a third from one second to the next; the median of more rounds moves less.
 PY_TASKS_ROUNDS = 3
-"""The workload names, in the order they run (the keys of the JSON output)."""
 
 THIRD_PARTY = ("joblib", "ray", "dask", "mpire")
 """Other libraries measured when importable."""
