@@ -322,9 +322,8 @@ class Dispatcher:
         if self.arena is not None:
             job.result_segment = _shm.new_name(self.token)
             loan = None
-            size = self._result_sizes.get(job.func_blob)
-            if size is not None and job.destination is None:
-                job.loan = self.arena.lend(size)
+            if self._borrows(job):
+                job.loan = self.arena.lend(self._result_sizes[job.func_blob])
                 if job.loan is not None:
                     loan = _shm.Loan(job.loan.name, job.loan.size, job.loan.touched)
             shm = (job.result_segment, job.destination, self.token, loan)

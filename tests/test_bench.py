@@ -249,7 +249,7 @@ def test_pool_rows_of_py_tasks_say_how_fast_they_ran_next_to_the_ceiling() -> No
     assert notes["aiopar submit"] == notes["joblib"] == notes["sequential"] == ""
 
 
-def test_rounds_turn_the_order_of_the_contenders(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rounds_turn_the_order_of_the_contenders() -> None:
     # Each contender takes each place in a round in turn: none always runs right after
     # the sequential run. Round i's runs still land at runs_s[i], for the pairing.
     calls: list[str] = []
