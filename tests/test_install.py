@@ -138,3 +138,24 @@ def test_the_blocker_refuses_an_undeclared_import(tmp_path: Path) -> None:
     result = run_with_declared_only(tmp_path, "-c", code)
     assert result.returncode != 0
     assert "aiopar.probe imports 'pytest', which is not a declared dependency" in result.stderr
+
+
+def test_readme_opens_with_a_pitch_the_set_up_and_the_two_commands_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
+    first_lines = readme.splitlines()[:3]
+    assert first_lines[0] == "# aiopar" and first_lines[1] == ""
+    assert first_lines[2] and not first_lines[2].startswith(("`", "#", "-"))  # the pitch
+    set_up, commands = blocks[0].splitlines(), blocks[1].splitlines()
+    assert set_up[0].startswith("git clone ") and set_up[0].endswith("&& cd aiopar")
+    assert set_up[1] == "python3 -m venv .venv && . .venv/bin/activate"
+    assert commands == [
+        "pip install -e . && python -m aiopar demo",
+        "pip install -e '.[test]' && python -m pytest",
+    ]
+    assert readme.index(blocks[1]) < readme.index("```python")  # before any code sample
+    ci = (ROOT / ".ci" / "run").read_text()
+    # .ci/run takes both commands from the README itself, the first into a bare venv
+    assert "grep -m1 -E '^pip install -e \\. && ' README.md" in ci
+    assert "grep -m1 \"^pip install -e '.\\[test\\]'\" README.md" in ci
+    assert '-m venv "${bare}/venv"' in ci
