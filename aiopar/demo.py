@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -491,7 +492,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ``AIOPAR_DEMO_QUICK=1`` in the environment also means ``--quick``.
     """
     start = time.perf_counter()
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.backend != "asyncio" and importlib.util.find_spec(args.backend) is None:
+        parser.error(f"--backend {args.backend} needs {args.backend}: pip install {args.backend}")
     quick = args.quick or os.environ.get(QUICK_ENV, "") not in ("", "0")
     sizes = QUICK if quick else Sizes()
     backend, options = args.backend, {}

@@ -169,3 +169,14 @@ def test_quick_mode_from_the_environment() -> None:
     result = run_aiopar("demo", "--backend", "asyncio", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[0].endswith(", quick sizes")
+
+
+@pytest.mark.timeout(60)
+def test_a_backend_that_is_not_installed_is_refused_with_the_fix(tmp_path: Path) -> None:
+    # uvloop is installed here: hide it (None in sys.modules means "cannot be imported")
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['uvloop'] = None\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = run_aiopar("demo", "--backend", "uvloop", timeout=50, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--backend uvloop needs uvloop: pip install uvloop" in result.stderr
+    assert "Traceback" not in result.stderr
