@@ -12,12 +12,14 @@ from ._functions import tree_reduce as tree_reduce
 from ._pool import Pool as Pool
 from ._tasks import RemoteFunction as RemoteFunction
 from ._tasks import TaskRef as TaskRef
+from ._version import __version__ as __version__
 from ._worker import worker_state as worker_state
 from .errors import AioparError as AioparError
 from .errors import RemoteError as RemoteError
 from .errors import WorkerCrashedError as WorkerCrashedError
 
 __all__ = [
+    "__version__",
     "AioparError",
     "Pool",
     "RemoteError",

@@ -1,8 +1,10 @@
-"""Command line: ``python -m aiopar {demo,bench} [options]``.
+"""Command line: ``python -m aiopar {demo,bench} [options]``, ``--help``, ``--version``.
 
-``demo`` runs the seed texts' experiments (see :mod:`aiopar.demo`); ``bench`` runs the
-benchmarks in :mod:`aiopar.bench`. Each command's module is imported only when that
-command runs, so ``python -m aiopar --help`` starts fast.
+``demo`` runs small versions of two classic parallel-Python experiments (a Ray-style task
+graph and a chunked numpy array) sequentially and with aiopar (see :mod:`aiopar.demo`);
+``bench`` runs the benchmarks in :mod:`aiopar.bench`. The options after a command are the
+command's own (``python -m aiopar demo --help`` lists them). Each command's module is
+imported only when that command runs, so ``python -m aiopar --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ._version import __version__
+
 __all__ = ["main"]
 
 COMMANDS = {
-    "demo": "run the seed texts' experiments sequentially and with aiopar, print a table",
-    "bench": "run the aiopar benchmarks",
+    "demo": "run a Ray-style task graph, a chunked numpy array and more, sequentially and"
+    " with aiopar; print a table of timings",
+    "bench": "measure aiopar against sequential code, run_in_executor and other libraries",
 }
 
 
@@ -24,14 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aiopar",
         description="aiopar: run CPU-bound work on all cores from asyncio, uvloop and trio.",
-        epilog="Commands: "
-        + "; ".join(f"{name}: {text}" for name, text in COMMANDS.items())
-        + ". See `python -m aiopar COMMAND --help` for a command's options.",
+        epilog="`python -m aiopar COMMAND --help` lists a command's own options.",
     )
-    parser.add_argument("command", choices=tuple(COMMANDS), help="what to run")
-    parser.add_argument(
-        "options", nargs=argparse.REMAINDER, help="options for the command (see its --help)"
-    )
+    parser.add_argument("--version", action="version", version=f"aiopar {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+    for name, text in COMMANDS.items():
+        # The command's own parser reads its options: this one only names it.
+        commands.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -39,11 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return the exit code."""
     parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # --help, --version, or a usage error: each exits
         parser.error("a command is required: " + " or ".join(COMMANDS))
-    args = parser.parse_args(argv)
-    options: list[str] = args.options
-    if args.command == "demo":
+    command, options = argv[0], argv[1:]
+    if command == "demo":
         from aiopar import demo
 
         return demo.main(options)

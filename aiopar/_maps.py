@@ -76,9 +76,7 @@ class _Progress:
             try:
                 from tqdm.auto import tqdm
             except ImportError:
-                raise ImportError(
-                    "progress=True needs tqdm: pip install 'aiopar[progress]'"
-                ) from None
+                raise ImportError("progress=True needs tqdm: pip install tqdm") from None
             self._bar = tqdm(total=total, desc=desc, disable=None)
 
     def update(self, count: int) -> None:

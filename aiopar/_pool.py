@@ -26,7 +26,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 import anyio
 import cloudpickle
 
-from . import _maps, _reduce, _tasks
+from . import _codepickle, _maps, _reduce, _tasks
 from ._chunks import check_positive
 from ._executor import Dispatcher, Job
 from ._tasks import RemoteFunction, TaskRef
@@ -119,7 +119,7 @@ def pickle_function(func: object, argument: str = "func") -> bytes:
     if not callable(func):
         raise TypeError(f"{argument} must be callable, got {type(func).__name__}: {func!r}")
     try:
-        return bytes(cloudpickle.dumps(func))
+        return _codepickle.dumps(func)  # cloudpickle, keeping the code's file name
     except Exception as exc:
         raise TypeError(
             f"{argument}={func_name(func)} cannot be pickled to send it to a worker process "

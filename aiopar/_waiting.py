@@ -18,50 +18,71 @@ Nothing here polls, and nothing here is tied to one loop beyond the lifetime of 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures as cf
 import functools
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import anyio
-import sniffio
 
 __all__ = ["FutureWatcher", "wait_all_shielded", "wait_future"]
 
 T = TypeVar("T")
 
 
-def _threadsafe_scheduler() -> Callable[[Callable[[], object]], None]:
-    """A non-blocking way to run a callable on the current event loop from any thread."""
-    library = sniffio.current_async_library()
-    if library == "trio":
-        import trio
+def _current_trio_token() -> Any:
+    """The running trio run's token, or ``None`` when this task does not run on trio.
 
-        token = trio.lowlevel.current_trio_token()
+    trio is optional and is only looked at when something has imported it already: a
+    program that runs on trio has. Its ``current_trio_token()`` raises ``RuntimeError``
+    outside a trio run, so this also answers right for an asyncio loop in a process that
+    imported trio for something else.
+    """
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return None
+    try:
+        return trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return None
+
+
+def _threadsafe_scheduler() -> Callable[[Callable[[], object]], None]:
+    """A non-blocking way to run a callable on the current event loop from any thread.
+
+    Which loop runs is told by the loops themselves (trio first, as trio's guest mode
+    runs inside an asyncio loop), not by the optional ``sniffio`` package.
+    """
+    token = _current_trio_token()
+    if token is not None:
+        finished: type[BaseException] = sys.modules["trio"].RunFinishedError
 
         def schedule_trio(callback: Callable[[], object]) -> None:
             try:
                 token.run_sync_soon(callback)
-            except trio.RunFinishedError:
+            except finished:
                 pass  # the run is over: nobody waits any more
 
         return schedule_trio
-    if library == "asyncio":
-        import asyncio
-
+    try:
         loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "aiopar must be awaited inside a running asyncio (or uvloop) or trio event loop"
+        ) from None
 
-        def schedule_asyncio(callback: Callable[[], object]) -> None:
-            try:
-                loop.call_soon_threadsafe(callback)
-            except RuntimeError:
-                pass  # the loop is closed: nobody waits any more
+    def schedule_asyncio(callback: Callable[[], object]) -> None:
+        try:
+            loop.call_soon_threadsafe(callback)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
 
-        return schedule_asyncio
-    raise RuntimeError(f"aiopar supports asyncio (and uvloop) and trio, not {library!r}")
+    return schedule_asyncio
 
 
 class FutureWatcher:

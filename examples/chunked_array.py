@@ -1,7 +1,8 @@
 """Cut a long array into pieces, process them on all cores, join the answers.
 
-This is seed post 003 moved to aiopar. The post splits a 1e5-element array into 15
-index ranges of ``len(array) // 15`` items, submits ``compute_array(chunk)`` for each to
+This is the chunked numpy array experiment of a well-known ProcessPoolExecutor blog
+post, moved to aiopar. The post splits a 1e5-element array into 15 index ranges of
+``len(array) // 15`` items, submits ``compute_array(chunk)`` for each to
 a ``ProcessPoolExecutor`` and extends one list with the answers. Two things go wrong
 there: the last ``len(array) % 15`` items are never processed (the ranges stop at
 ``15 * (len // 15)``), and the caller blocks while it waits.

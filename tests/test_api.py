@@ -39,8 +39,15 @@ def test_init_reexports_exactly_all() -> None:
     assert others == [], "aiopar/__init__.py holds only re-exports and __all__"
 
 
+def test_version_is_exported_as_a_string() -> None:
+    assert "__version__" in aiopar.__all__
+    assert isinstance(aiopar.__version__, str) and aiopar.__version__
+
+
 def test_every_public_name_has_a_docstring() -> None:
     for name in aiopar.__all__:
+        if name == "__version__":
+            continue  # a string: its docstring would be str's
         obj = getattr(aiopar, name)
         assert inspect.getdoc(obj), f"aiopar.{name} has no docstring"
 

@@ -22,7 +22,7 @@ from aiopar import bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WORKLOADS = ("vec", "vec_heavy", "loop_lag", "seed_dag", "py_tasks", "cold_start")
+WORKLOADS = ("vec", "vec_heavy", "loop_lag", "matrix_dag", "py_tasks", "cold_start")
 CORE_ROWS = ("sequential", "aiopar", "run_in_executor")
 THIRD_PARTY = {"joblib": "joblib", "ray": "ray", "dask": "distributed", "mpire": "mpire"}
 
@@ -72,6 +72,16 @@ def test_quick_run_exits_zero_and_prints_one_table(quick_run: dict[str, Any]) ->
     for contender in CORE_ROWS:
         assert contender in result.stdout
     assert "Finished in" in result.stdout
+    met_column = header.index("met?")
+    contender_column = header.index("contender")
+    aiopar_rows = [
+        line for line in result.stdout.splitlines() if line[contender_column:].startswith("aiopar ")
+    ]
+    assert aiopar_rows, result.stdout
+    for line in aiopar_rows:
+        assert "n/a (quick sizes)" in line, line
+        assert line[met_column : met_column + 4].strip() not in ("no", "yes"), line
+    assert "bars hold for the full sizes and are not judged" in result.stdout
 
 
 @pytest.mark.timeout(180)
@@ -89,8 +99,9 @@ def test_quick_run_json_has_every_workload_with_numbers(quick_run: dict[str, Any
             # py_tasks, short and noisy, runs 3 rounds per --repeat; the others one
             rounds = bench.PY_TASKS_ROUNDS if name == "py_tasks" else 1
             assert len(row["runs_s"]) == rounds, (name, row)
-        assert isinstance(rows["aiopar"]["met"], bool)
-        assert isinstance(workload["met"], bool)
+        # quick sizes: the bars, set for the full sizes, are not judged
+        assert rows["aiopar"]["met"] is None
+        assert workload["met"] is None
         for library, module in THIRD_PARTY.items():
             if library in rows and importlib.util.find_spec(module) is None:
                 assert rows[library]["status"] == "not installed"
@@ -167,6 +178,22 @@ def test_judge_computes_speedups_and_verdicts() -> None:
     assert vec[2].speedup == pytest.approx(0.6) and vec[2].met is None
     assert vec[3].speedup is None and vec[3].met is None
     assert lag[1].met is False  # max 30 ms > 25 ms
+
+
+def test_quick_sizes_judge_no_bar() -> None:
+    results = made_up_results()
+    for workload, rows in results:
+        bench.judge(workload, rows, quick=True)
+    vec, lag = results[0][1], results[1][1]
+    assert vec[1].speedup == pytest.approx(2.0)  # speedups are still computed
+    assert vec[1].met is None and lag[1].met is None
+    table = bench.format_table(results)
+    aiopar_lines = [line for line in table.splitlines() if " aiopar " in line]
+    assert len(aiopar_lines) == 2
+    for line in aiopar_lines:
+        assert "n/a (quick sizes)" in line
+        assert " no " not in line and " yes " not in line
+        assert "≥ ×1.5" not in line and "p99" not in line
 
 
 def test_table_and_markdown_are_aligned() -> None:

@@ -174,3 +174,58 @@ async def test_score_rejects_bad_parameters(server_example: ModuleType) -> None:
             async with client.get("/score", params=params) as response:
                 assert response.status == 400
                 assert next(iter(params)) in await response.text()
+
+
+# --- the test-suite recipe of docs/pools.md --------------------------------------------------
+
+
+def doc_blocks(page: str) -> list[tuple[str, str]]:
+    """The fenced code blocks of a docs page, as (language, text)."""
+    text = (ROOT / "docs" / page).read_text()
+    blocks, language, lines = [], None, []
+    for line in text.splitlines():
+        if language is None and line.startswith("```") and len(line) > 3:
+            language, lines = line[3:].strip(), []
+        elif language is not None and line == "```":
+            blocks.append((language, "\n".join(lines) + "\n"))
+            language = None
+        elif language is not None:
+            lines.append(line)
+    return blocks
+
+
+def run_suite_recipe(which: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Lay out the page's settings, its ``which``-th conftest.py and its test file in
+    ``tmp_path`` as a project of its own, and run pytest there."""
+    section = (ROOT / "docs" / "pools.md").read_text()
+    assert "## In a test suite" in section
+    blocks = doc_blocks("pools.md")
+    settings = [text for language, text in blocks if language == "toml"]
+    conftests = [text for _, text in blocks if text.startswith("# conftest.py")]
+    tests = [text for _, text in blocks if text.startswith("# test_squares.py")]
+    assert len(settings) == 1 and len(conftests) == 2 and len(tests) == 1
+    (tmp_path / "pyproject.toml").write_text(settings[0])
+    (tmp_path / "conftest.py").write_text(conftests[which])
+    (tmp_path / "test_squares.py").write_text(tests[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=100,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("which", [0, 1], ids=["plain fixture", "pytest-asyncio fixture"])
+def test_the_test_suite_recipe_runs_as_written(which: int, tmp_path: Path) -> None:
+    pytest.importorskip("trio")
+    result = run_suite_recipe(which, tmp_path)
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report
+    assert "2 passed" in result.stdout, report
+    assert "warning" not in report.lower(), report

@@ -1,0 +1,51 @@
+"""cloudpickle that keeps the file name of the code it pickles by value.
+
+cloudpickle pickles functions it cannot import by name (those of ``__main__``, lambdas,
+closures) by value, and writes ``"<dynamic-code>"`` as the file name of their code, so a
+traceback from a worker read ``File "<dynamic-code>", line 7, in explode``. The pickler
+here sends the real ``co_filename`` along and puts it back after cloudpickle has rebuilt
+the code: the remote traceback names the user's script, and the worker, which can read
+that file, shows its lines. Runs wherever a function is pickled (the caller's thread)
+and, to unpickle, in the worker.
+"""
+
+from __future__ import annotations
+
+import io
+import types
+from collections import ChainMap
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import cloudpickle
+
+__all__ = ["dumps"]
+
+_cloudpickle_code_reduce: Callable[[types.CodeType], tuple[Any, tuple[Any, ...]]] = (
+    cloudpickle.Pickler.dispatch_table[types.CodeType]
+)
+
+
+def _code_in_file(
+    rebuild: Callable[..., types.CodeType], args: tuple[Any, ...], filename: str
+) -> types.CodeType:
+    """cloudpickle's rebuilt code object, with its own file name back (in the worker)."""
+    return rebuild(*args).replace(co_filename=filename)
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, tuple[Any, ...]]:
+    rebuild, args = _cloudpickle_code_reduce(code)
+    return _code_in_file, (rebuild, args, code.co_filename)
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
+        {types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table
+    )
+
+
+def dumps(obj: object, protocol: int | None = None) -> bytes:
+    """Pickle ``obj`` as :func:`cloudpickle.dumps` does, keeping code file names."""
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=protocol).dump(obj)
+        return file.getvalue()
