@@ -63,12 +63,12 @@ PIECE_BYTES = 16 << 20
 def _integer(name: str, value: object, wanted: str) -> int:
     """``value`` as an int: ints and integer-likes (``operator.index``: numpy integers),
     not bools and not floats."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be {wanted}, got a bool ({value!r})")
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__}: {value!r}") from None
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    raise TypeError(f"{name} must be {wanted}, got {value!r}")
 
 
 def check_positive(name: str, value: object) -> int | None:

@@ -38,7 +38,7 @@ import tokenize
 import types
 from typing import Any
 
-__all__ = ["check_main_module"]
+__all__ = ["check_main_module", "main_goes_by_value"]
 
 _GUARD = 'if __name__ == "__main__":'
 # Tests on these names decide in the child differently than in the parent: trust them
@@ -85,6 +85,17 @@ def check_main_module() -> None:
         f"processes run again when they import {name} (start methods forkserver and "
         f"spawn do); put the code that starts work under `{_GUARD}` in {target}"
     )
+
+
+def main_goes_by_value() -> bool:
+    """Whether what is defined in ``__main__`` must be sent to workers by value.
+
+    True when workers do not run the main module again (``python -c``, a REPL,
+    IPython, Jupyter): a class of ``__main__`` pickled by reference would not be
+    found there, and every worker given an instance of it would die at start-up.
+    """
+    main = sys.modules.get("__main__")
+    return main is not None and _rerun_target(main) is None
 
 
 def _rerun_target(main: types.ModuleType) -> str | None:

@@ -111,7 +111,9 @@ class Pool:
     in: one pool can serve calls from later loops and other backends.
 
     Args:
-        workers: number of worker processes; default: the CPUs this process may use.
+        workers: number of worker processes; default: the CPUs this process may use;
+            at most 1024. Counts here and in the methods take any
+            integer (``numpy.int64`` too), not bools or floats.
         initializer: called as ``initializer(*initargs)`` once in each worker; what it
             returns is that worker's state, see :func:`aiopar.worker_state`.
         initargs: arguments for ``initializer``.

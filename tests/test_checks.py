@@ -214,7 +214,7 @@ async def test_integer_likes_are_accepted_wherever_a_count_is_taken() -> None:
         for bad in (True, 2.0, "3"):
             with pytest.raises(TypeError, match="chunksize must be a positive int"):
                 await pool.amap(square, [1], chunksize=bad)
-    with pytest.raises(TypeError, match="retries must be an int >= 0, got a bool"):
+    with pytest.raises(TypeError, match="retries must be an int >= 0, got True"):
         aiopar.Pool(retries=True)
     with pytest.raises(TypeError, match="workers must be a positive int"):
         aiopar.Pool(workers=2.0)  # type: ignore[arg-type]

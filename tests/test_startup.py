@@ -119,14 +119,53 @@ def test_code_from_standard_input_gets_one_error_that_says_to_use_a_file(
         assert_one_clear_error(done, "standard input", "python file.py")
 
 
-def test_dash_c_and_a_repl_work_without_a_guard(tmp_path: Path) -> None:
-    code = program() + "\nanyio.run(main)\n"
-    assert_works(run(["-c", code], tmp_path))
-    # An interactive session fed from a pipe: the functions go by value (cloudpickle).
-    done = run(["-i", "-q"], tmp_path, stdin=code + "\n")
+# Code of __main__ that workers do not import: a class of __main__ among the arguments
+# and results (one with a big array, sent through shared memory) must go by value.
+INTERACTIVE = textwrap.dedent(
+    """\
+    import dataclasses
+
+    import anyio
+    import numpy as np
+
+    import aiopar
+
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+
+    def square(x):
+        return x * x
+
+
+    def moved(point, array):
+        return Point(point.x + int(array.sum()))
+
+
+    async def main():
+        async with aiopar.Pool(workers=1) as pool:
+            print(await pool.amap(square, range(4)))
+            print(await pool.submit(moved, Point(1), np.ones(300_000)))
+
+
+    anyio.run(main)
+    """
+)
+INTERACTIVE_RESULT = "Point(x=300001)"
+
+
+def assert_interactive_works(done: subprocess.CompletedProcess[str]) -> None:
     assert done.returncode == 0, done.stderr
-    assert RESULT in done.stdout, (done.stdout, done.stderr)
+    assert RESULT in done.stdout and INTERACTIVE_RESULT in done.stdout, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_dash_c_and_a_repl_work_without_a_guard(tmp_path: Path) -> None:
+    assert_interactive_works(run(["-c", INTERACTIVE], tmp_path))
+    # An interactive session fed from a pipe: the functions go by value (cloudpickle).
+    assert_interactive_works(run(["-i", "-q"], tmp_path, stdin=INTERACTIVE + "\n"))
 
 
 NOTEBOOK = textwrap.dedent(
@@ -144,7 +183,7 @@ NOTEBOOK = textwrap.dedent(
 
 @pytest.mark.parametrize("fake", [True, False], ids=["fake-file", "no-file"])
 def test_a_notebook_works_or_gets_one_error(tmp_path: Path, fake: bool) -> None:
-    cell = program() + "\nanyio.run(main)\n"
+    cell = INTERACTIVE
     (tmp_path / "analysis.ipynb").write_text('{"cells": [], "nbformat": 4}')
     set_file = (
         f"main_module.__file__ = {str(tmp_path / 'analysis.ipynb')!r}"
@@ -157,7 +196,7 @@ def test_a_notebook_works_or_gets_one_error(tmp_path: Path, fake: bool) -> None:
     if fake:
         assert_one_clear_error(done, "notebook", "analysis.ipynb", "del __file__")
     else:
-        assert_works(done)
+        assert_interactive_works(done)
 
 
 def test_ipython_works_or_gets_one_error(tmp_path: Path) -> None:
@@ -168,7 +207,7 @@ def test_ipython_works_or_gets_one_error(tmp_path: Path) -> None:
     assert done.stdout.count("Traceback") + done.stderr.count("Traceback") == 1, done
     assert GUARD in done.stdout + done.stderr
     assert "WorkerCrashedError" not in done.stdout + done.stderr
-    assert_works(run([*ipython, "-c", program() + "\nanyio.run(main)\n"], tmp_path))
+    assert_interactive_works(run([*ipython, "-c", INTERACTIVE], tmp_path))
 
 
 @pytest.mark.parametrize(
