@@ -110,28 +110,23 @@ def _kind(data: object) -> str:
         return "array"
     if module == "pandas" and hasattr(data, "iloc"):
         return "frame"
-    accepts = "a numpy array, a pandas DataFrame/Series or a sequence (list, tuple, ...)"
+    needs = "amap_chunks() needs a numpy array, a pandas DataFrame/Series or a sequence as data"
     if isinstance(data, Mapping):
         raise TypeError(
-            f"data of amap_chunks() must be {accepts} that can be cut by slicing, got a "
-            f"{type(data).__name__}; for a dict use amap() over its items(), or "
-            "amap_chunks() over list(data.items())"
+            f"{needs}, got {type(data).__name__}: it cuts data into pieces by slicing; for "
+            "a dict use amap() over its items(), or amap_chunks() over list(data.items())"
         )
     if isinstance(data, Sequence) or (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
         try:
             data[0:0]
         except Exception as exc:
             raise TypeError(
-                f"data of amap_chunks() must be {accepts} that can be cut by slicing; "
-                f"a {type(data).__name__} cannot ({type(exc).__name__}: {exc}); "
-                "convert it with list(data), or use amap() or imap()"
+                f"{needs}, got {type(data).__name__}, which cannot be cut by slicing "
+                f"({type(exc).__name__}: {exc}); convert it with list(data), or use amap() "
+                "or imap()"
             ) from None
         return "sequence"
-    raise TypeError(
-        f"data of amap_chunks() must be {accepts} that can be cut by slicing, got a "
-        f"{type(data).__name__}; for sets, generators and other iterables use amap() or "
-        "imap(), or amap_chunks() over list(data)"
-    )
+    raise TypeError(f"{needs}, got {type(data).__name__}; for other iterables use amap() or imap()")
 
 
 def split(data: Any, *, chunks: int | None, chunksize: int | None, workers: int) -> list[Any]:

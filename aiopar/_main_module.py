@@ -83,7 +83,7 @@ def check_main_module() -> None:
     raise RuntimeError(
         f"{name} starts aiopar work from line {line} of its top level, which worker "
         f"processes run again when they import {name} (start methods forkserver and "
-        f"spawn do); put the code that starts work under `{_GUARD}` in {target}"
+        f"spawn do); put the code that starts work under `{_GUARD}` in {name} ({target})"
     )
 
 
