@@ -73,6 +73,8 @@ def check_main_module() -> None:
     tree = _parse(target)
     if isinstance(tree, str):
         raise RuntimeError(tree)
+    if tree is None:  # compiled code: runnable again, but we cannot read its guard
+        return
     frame = _top_level_frame(main, target)
     if frame is None:  # the top level has finished: importing it again starts nothing
         return
@@ -116,8 +118,9 @@ def _rerun_target(main: types.ModuleType) -> str | None:
     return os.path.normpath(path)
 
 
-def _parse(path: str) -> ast.Module | str:
-    """The parsed main file, or the message saying why workers cannot run it."""
+def _parse(path: str) -> ast.Module | str | None:
+    """The parsed main file, the message saying why workers cannot run it, or None
+    for a compiled file (``python script.pyc``)."""
     shown = os.path.basename(path)
     if shown == "<stdin>":
         return (
@@ -144,6 +147,8 @@ def _parse(path: str) -> ast.Module | str:
             f"(start methods forkserver and spawn) run the main file again and would fail; "
             f"{how}"
         )
+    if path.endswith((".pyc", ".pyo")):
+        return None
     key = (path, stat.st_mtime_ns, stat.st_size)
     if key not in _parsed:
         try:

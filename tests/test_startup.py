@@ -9,6 +9,7 @@ says what to do; never a storm of worker tracebacks ending in WorkerCrashedError
 from __future__ import annotations
 
 import ast
+import py_compile
 import subprocess
 import sys
 import textwrap
@@ -96,6 +97,8 @@ def test_a_guarded_script_works_with_forkserver_and_spawn(tmp_path: Path) -> Non
     assert_works(run(["job.py"], tmp_path))
     (tmp_path / "job2.py").write_text(GUARDED)
     assert_works(run(["job2.py"], tmp_path))
+    py_compile.compile(str(tmp_path / "job2.py"), cfile=str(tmp_path / "job3.pyc"))
+    assert_works(run(["job3.pyc"], tmp_path))  # compiled: runs, its guard unread
 
 
 def test_an_unguarded_script_with_spawn_gets_one_error(tmp_path: Path) -> None:
