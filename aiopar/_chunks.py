@@ -19,10 +19,19 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import operator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["ChunkSizer", "check_chunk_args", "combine", "split", "take"]
+__all__ = [
+    "ChunkSizer",
+    "check_chunk_args",
+    "check_count",
+    "check_positive",
+    "combine",
+    "split",
+    "take",
+]
 
 #: How much work one chunk should carry once the cost of an item is known, when the
 #: number of items is not. Sending a chunk costs the parent process a few hundred
@@ -51,25 +60,48 @@ MAX_CHUNK_SECONDS = 0.5
 PIECE_BYTES = 16 << 20
 
 
-def check_positive(name: str, value: object) -> None:
-    """Raise TypeError/ValueError unless ``value`` is None or an int >= 1."""
+def _integer(name: str, value: object, wanted: str) -> int:
+    """``value`` as an int: ints and integer-likes (``operator.index``: numpy integers),
+    not bools and not floats."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    raise TypeError(f"{name} must be {wanted}, got {value!r}")
+
+
+def check_positive(name: str, value: object) -> int | None:
+    """Return ``value`` as an int >= 1 (or None); TypeError/ValueError naming ``name``."""
     if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int or None, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}; use None for automatic")
+        return None
+    number = _integer(name, value, "a positive int or None")
+    if number < 1:
+        raise ValueError(f"{name} must be at least 1, got {number}; use None for automatic")
+    return number
 
 
-def check_chunk_args(chunks: int | None, chunksize: int | None) -> None:
-    """Validate ``chunks``/``chunksize`` of amap_chunks: each positive, not both."""
-    check_positive("chunks", chunks)
-    check_positive("chunksize", chunksize)
-    if chunks is not None and chunksize is not None:
+def check_count(name: str, value: object) -> int:
+    """Return ``value`` as an int >= 0; TypeError/ValueError naming ``name``."""
+    number = _integer(name, value, "an int >= 0")
+    if number < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {number}")
+    return number
+
+
+def check_chunk_args(chunks: object, chunksize: object) -> tuple[int | None, int | None]:
+    """Validate ``chunks``/``chunksize`` of amap_chunks: each positive, not both.
+
+    Returns them as ints (or None).
+    """
+    pieces = check_positive("chunks", chunks)
+    rows = check_positive("chunksize", chunksize)
+    if pieces is not None and rows is not None:
         raise ValueError(
             f"give chunks (number of pieces) or chunksize (rows per piece), not both: "
-            f"got chunks={chunks}, chunksize={chunksize}"
+            f"got chunks={pieces}, chunksize={rows}"
         )
+    return pieces, rows
 
 
 def _kind(data: object) -> str:
@@ -78,12 +110,23 @@ def _kind(data: object) -> str:
         return "array"
     if module == "pandas" and hasattr(data, "iloc"):
         return "frame"
+    needs = "amap_chunks() needs a numpy array, a pandas DataFrame/Series or a sequence as data"
+    if isinstance(data, Mapping):
+        raise TypeError(
+            f"{needs}, got {type(data).__name__}: it cuts data into pieces by slicing; for "
+            "a dict use amap() over its items(), or amap_chunks() over list(data.items())"
+        )
     if isinstance(data, Sequence) or (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+        try:
+            data[0:0]
+        except Exception as exc:
+            raise TypeError(
+                f"{needs}, got {type(data).__name__}, which cannot be cut by slicing "
+                f"({type(exc).__name__}: {exc}); convert it with list(data), or use amap() "
+                "or imap()"
+            ) from None
         return "sequence"
-    raise TypeError(
-        f"amap_chunks() needs a numpy array, a pandas DataFrame/Series or a sequence as data, "
-        f"got {type(data).__name__}; for other iterables use amap() or imap()"
-    )
+    raise TypeError(f"{needs}, got {type(data).__name__}; for other iterables use amap() or imap()")
 
 
 def split(data: Any, *, chunks: int | None, chunksize: int | None, workers: int) -> list[Any]:

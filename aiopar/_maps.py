@@ -102,8 +102,8 @@ async def _chunk_results(
     """Yield the result list of each chunk; the engine of imap and amap."""
     from ._pool import func_name, pickle_function
 
-    check_positive("chunksize", chunksize)
-    check_positive("max_inflight", max_inflight)
+    chunksize = check_positive("chunksize", chunksize)
+    max_inflight = check_positive("max_inflight", max_inflight)
     blob = pickle_function(func)
     source, length = _iterate(items)
     pool._require_dispatcher()
@@ -225,7 +225,7 @@ async def amap_chunks(
 ) -> Any:
     from ._pool import func_name, pickle_function
 
-    check_chunk_args(chunks, chunksize)
+    chunks, chunksize = check_chunk_args(chunks, chunksize)
     if not (combine is None or combine == "concat" or callable(combine)):
         raise ValueError(f'combine must be "concat", None or a callable, got {combine!r}')
     blob = pickle_function(func)

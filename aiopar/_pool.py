@@ -12,7 +12,6 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
-import sys
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -27,8 +26,10 @@ import anyio
 import cloudpickle
 
 from . import _codepickle, _maps, _reduce, _tasks
-from ._chunks import check_positive
+from ._checks import check_function
+from ._chunks import check_count, check_positive
 from ._executor import Dispatcher, Job
+from ._main_module import check_main_module
 from ._tasks import RemoteFunction, TaskRef
 from ._waiting import FutureWatcher, wait_all_shielded
 
@@ -40,6 +41,10 @@ T = TypeVar("T")
 
 CancelMode = Literal["wait", "kill"]
 _NO_INITIAL: Any = _reduce.NO_INITIAL
+
+
+#: The most worker processes a pool starts (``workers=`` above it is refused).
+MAX_WORKERS = 1024
 
 
 def default_workers() -> int:
@@ -77,37 +82,6 @@ def interrupted_by_user(cause: BaseException | None) -> bool:
     return isinstance(count, int) and count > 0
 
 
-def check_main_module() -> None:
-    """Refuse to start workers from a script whose top level would run again in them.
-
-    With forkserver and spawn, each worker imports the main script. If the script
-    starts work at import time (no ``if __name__ == "__main__":``), every worker would
-    start work again: multiprocessing then fails in each worker with a wall of
-    tracebacks. Say so once, in the parent, with the fix.
-    """
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise RuntimeError(
-            "aiopar was called while a worker process was importing the main module; "
-            'put the code that starts work under `if __name__ == "__main__":`'
-        )
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if not isinstance(path, str) or not path.endswith(".py"):
-        return  # interactive, notebook, python -c: nothing is imported again
-    try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            source = file.read()
-    except OSError:
-        return
-    if "__name__" in source and "__main__" in source:
-        return
-    raise RuntimeError(
-        f"{path} starts aiopar work when it is imported, and worker processes import it "
-        f"again (start method forkserver/spawn); put the code that starts work under "
-        f'`if __name__ == "__main__":` in {os.path.basename(path)}'
-    )
-
-
 def func_name(func: object) -> str:
     """A short readable name for a function, for labels and messages."""
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
@@ -115,9 +89,9 @@ def func_name(func: object) -> str:
 
 
 def pickle_function(func: object, argument: str = "func") -> bytes:
-    """Pickle ``func`` with cloudpickle, or raise a TypeError that names the argument."""
-    if not callable(func):
-        raise TypeError(f"{argument} must be callable, got {type(func).__name__}: {func!r}")
+    """Pickle ``func`` with cloudpickle, or raise a TypeError that names the argument
+    (also for the kinds of callables that cannot run in a worker: see check_function)."""
+    check_function(func, argument)
     try:
         return _codepickle.dumps(func)  # cloudpickle, keeping the code's file name
     except Exception as exc:
@@ -137,7 +111,9 @@ class Pool:
     in: one pool can serve calls from later loops and other backends.
 
     Args:
-        workers: number of worker processes; default: the CPUs this process may use.
+        workers: number of worker processes; default: the CPUs this process may use;
+            at most 1024. Counts here and in the methods take any
+            integer (``numpy.int64`` too), not bools or floats.
         initializer: called as ``initializer(*initargs)`` once in each worker; what it
             returns is that worker's state, see :func:`aiopar.worker_state`.
         initargs: arguments for ``initializer``.
@@ -171,12 +147,20 @@ class Pool:
         executor: cf.Executor | None = None,
         retries: int = 0,
     ) -> None:
-        check_positive("workers", workers)
-        check_positive("max_tasks_per_child", max_tasks_per_child)
+        workers = check_positive("workers", workers)
+        if workers is not None and workers > MAX_WORKERS:
+            raise ValueError(
+                f"workers={workers} is more than aiopar starts ({MAX_WORKERS}): each worker "
+                "is a whole Python process (tens of MB of memory, its own pipes and file "
+                "descriptors), and more processes than CPUs do not make CPU-bound work "
+                f"faster; this machine has {default_workers()} CPUs for this process. "
+                "Use workers=None (one per CPU) or a number up to "
+                f"{MAX_WORKERS}"
+            )
+        max_tasks_per_child = check_positive("max_tasks_per_child", max_tasks_per_child)
         if cancel not in ("wait", "kill"):
             raise ValueError(f'cancel must be "wait" or "kill", got {cancel!r}')
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        retries = check_count("retries", retries)
         if executor is not None:
             if not isinstance(executor, cf.Executor):
                 raise TypeError(

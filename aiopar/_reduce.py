@@ -164,7 +164,7 @@ async def tree_reduce(
 ) -> T:
     from ._pool import func_name, pickle_function
 
-    check_positive("chunksize", chunksize)
+    chunksize = check_positive("chunksize", chunksize)
     blob = pickle_function(func)
     pool._require_dispatcher()
     values = await _collect(items)

@@ -11,15 +11,17 @@ from sync code and awaited from any loop.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import copy as _copy
 import functools
+import graphlib
 import itertools
 import threading
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
 
-from ._checks import check_arguments
+from ._checks import LOOP_BUDGET, check_arguments, check_function
 from ._executor import Job
 from ._waiting import FutureWatcher, wait_all_shielded
 from ._worker import CALL
@@ -35,7 +37,7 @@ R = TypeVar("R")
 _task_ids = itertools.count(1)
 # Containers searched for TaskRefs, and rebuilt with results in their place.
 _CONTAINERS = (list, tuple, dict, set, frozenset)
-_MAX_DEPTH = 64
+_END: Any = object()
 
 
 class TaskRef(Generic[R]):
@@ -55,6 +57,14 @@ class TaskRef(Generic[R]):
     def __init__(self, job: Job, pool: Pool) -> None:
         self._job = job
         self._pool = pool
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"{self!r} cannot be sent to a worker process: a TaskRef is replaced by its "
+            "result only where submit() finds it, in the arguments (also inside lists, "
+            "tuples, dicts and sets, as long as they hold fewer than "
+            f"{LOOP_BUDGET} objects in all); pass it there, or await it and pass its result"
+        )
 
     def __repr__(self) -> str:
         future = self._job.future
@@ -120,34 +130,119 @@ class TaskRef(Generic[R]):
         return future.result()  # type: ignore[no-any-return]
 
 
-def _find_refs(value: Any, found: dict[int, TaskRef[Any]], depth: int = 0) -> bool:
-    """Collect the TaskRefs in ``value`` into ``found``; return whether there were any."""
-    if isinstance(value, TaskRef):
-        found[id(value)] = value
-        return True
-    if depth > _MAX_DEPTH or not isinstance(value, _CONTAINERS):
-        return False
-    items = value.items() if isinstance(value, dict) else value
-    any_ref = False
-    for item in items:
-        any_ref = _find_refs(item, found, depth + 1) or any_ref
-    return any_ref
+class _Plan:
+    """The TaskRefs found in a call's arguments and how to put their results in place.
+
+    Built by :func:`_find_refs` on the caller's thread, used by :func:`_resolve` in
+    whichever thread finishes the last dependency.
+
+    Attributes:
+        refs: the TaskRefs, by id.
+        containers: the containers that hold a TaskRef, directly or deeper, by id, in
+            the order to rebuild them (what a container holds comes before it).
+    """
+
+    def __init__(self) -> None:
+        self.refs: dict[int, TaskRef[Any]] = {}
+        self.containers: dict[int, Any] = {}
 
 
-def _resolve(value: Any, depth: int = 0) -> Any:
-    """A copy of ``value`` with each TaskRef replaced by its (finished) result."""
-    if isinstance(value, TaskRef):
-        return value.future.result()
-    if depth > _MAX_DEPTH or not isinstance(value, _CONTAINERS):
-        return value
-    if isinstance(value, dict):
-        return type(value)(
-            (_resolve(k, depth + 1), _resolve(v, depth + 1)) for k, v in value.items()
-        )
-    resolved = [_resolve(item, depth + 1) for item in value]
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
-        return type(value)(*resolved)
-    return type(value)(resolved)
+def _find_refs(value: Any, label: str, budget: int = LOOP_BUDGET) -> _Plan:
+    """Find the TaskRefs in ``value`` (inside lists, tuples, dicts, sets, frozensets).
+
+    Each container is visited once, by identity, whatever the shape (shared parts,
+    cycles); at most ``budget`` objects are looked at: a TaskRef beyond that is not
+    found, and fails the call when its arguments are pickled (``TaskRef.__reduce__``).
+
+    Raises:
+        TypeError: when a TaskRef is inside a container that holds itself (its result
+            could not be put in its place consistently).
+    """
+    plan = _Plan()
+    seen: dict[int, Any] = {}  # id -> container, kept alive while we look
+    holders: dict[int, list[int]] = {}  # id of a ref or container -> ids of its holders
+    stack: list[tuple[Iterator[Any], int]] = [(iter((value,)), 0)]
+    while stack and budget > 0:
+        children, holder = stack[-1]
+        item = next(children, _END)
+        if item is _END:
+            stack.pop()
+            continue
+        budget -= 1
+        if isinstance(item, TaskRef):
+            plan.refs[id(item)] = item
+        elif not isinstance(item, _CONTAINERS):
+            continue
+        if holder:
+            holders.setdefault(id(item), []).append(holder)
+        if isinstance(item, TaskRef) or id(item) in seen:
+            continue
+        seen[id(item)] = item
+        inside = itertools.chain.from_iterable(item.items()) if isinstance(item, dict) else item
+        stack.append((iter(inside), id(item)))
+    if not plan.refs:
+        return plan
+    # The containers on a path from the root to a ref, and what of theirs to rebuild.
+    graph: dict[int, set[int]] = {}
+    todo = list(plan.refs)
+    while todo:
+        child = todo.pop()
+        for holder in holders.get(child, ()):
+            if holder not in graph:
+                graph[holder] = set()
+                todo.append(holder)
+            if child not in plan.refs:
+                graph[holder].add(child)
+    try:
+        order = list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError:
+        raise TypeError(
+            f"the arguments of {label} hold a TaskRef inside a container that contains "
+            "itself; the task's result cannot be put in the ref's place there: pass the "
+            "TaskRef outside the cyclic container (for example as an argument of its own)"
+        ) from None
+    plan.containers = {key: seen[key] for key in order}
+    return plan
+
+
+def _rebuilt(container: Any, items: list[Any]) -> Any:
+    """A container like ``container`` holding ``items`` (pairs for a dict)."""
+    kind = type(container)
+    if kind in (list, tuple, set, frozenset, dict):
+        return kind(items)
+    if isinstance(container, tuple):
+        if hasattr(container, "_fields"):  # a namedtuple
+            return kind(*items)
+        return kind(items)
+    if isinstance(container, frozenset):
+        return kind(items)
+    copy = _copy.copy(container)  # a subclass of list, set or dict (defaultdict, ...)
+    copy.clear()
+    if isinstance(container, list):
+        copy.extend(items)
+    else:
+        copy.update(items)
+    return copy
+
+
+def _resolve(value: Any, plan: _Plan) -> Any:
+    """A copy of ``value`` with each TaskRef replaced by its (finished) result.
+
+    Only the containers that hold a TaskRef are rebuilt, each once: a part shared by
+    several holders is shared by their copies too.
+    """
+    done: dict[int, Any] = {key: ref.future.result() for key, ref in plan.refs.items()}
+
+    def put(item: Any) -> Any:
+        return done.get(id(item), item)
+
+    for key, container in plan.containers.items():
+        if isinstance(container, dict):
+            items = [(put(k), put(v)) for k, v in container.items()]
+        else:
+            items = [put(item) for item in container]
+        done[key] = _rebuilt(container, items)
+    return put(value)
 
 
 def submit(
@@ -162,8 +257,9 @@ def submit(
     check_arguments(args, kwargs, label)
     job = Job(blob, CALL, None, label)
     ref: TaskRef[R] = TaskRef(job, pool)
-    found: dict[int, TaskRef[Any]] = {}
-    _find_refs((args, kwargs), found)
+    root = (args, kwargs)
+    plan = _find_refs(root, label)
+    found = plan.refs
     if not found:
         job.payload = (args, kwargs)
         dispatcher.submit(job)
@@ -173,7 +269,7 @@ def submit(
     lock = threading.Lock()
     # The arguments (and the refs in them) are dropped once the job is sent or failed:
     # the dependencies' futures keep this callback, and must not keep their own refs.
-    arguments: list[Any] = [args, kwargs]
+    arguments: list[Any] = [root, plan]
 
     def fail(exc: BaseException) -> None:
         if job.future.set_running_or_notify_cancel():  # False: cancelled meanwhile
@@ -194,7 +290,7 @@ def submit(
                 fail(dependency.exception())  # type: ignore[arg-type]
             elif remaining == 0:
                 try:
-                    job.payload = (_resolve(arguments[0]), _resolve(arguments[1]))
+                    job.payload = _resolve(arguments[0], arguments[1])
                 except BaseException as exc:
                     fail(exc)
                 else:
@@ -298,8 +394,7 @@ class RemoteFunction(Generic[P, R]):
     """
 
     def __init__(self, func: Callable[P, R], *, pool: Pool | None = None) -> None:
-        if not callable(func):
-            raise TypeError(f"remote() needs a callable, got {type(func).__name__}")
+        check_function(func, "remote() of func")
         self._func = func
         self._pool = pool
         functools.update_wrapper(self, func)

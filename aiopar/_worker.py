@@ -62,11 +62,26 @@ _FUNC_CACHE_SIZE = 64
 def dumps(obj: object) -> bytes:
     """Pickle with plain pickle, falling back to cloudpickle (lambdas, closures, __main__)."""
     try:
-        return pickle.dumps(obj, protocol=_PICKLE_PROTOCOL)
+        data = pickle.dumps(obj, protocol=_PICKLE_PROTOCOL)
     except Exception:
-        import cloudpickle
+        pass
+    else:
+        if not _names_main(data):
+            return data
+    import cloudpickle
 
-        return bytes(cloudpickle.dumps(obj, protocol=_PICKLE_PROTOCOL))
+    return bytes(cloudpickle.dumps(obj, protocol=_PICKLE_PROTOCOL))
+
+
+def _names_main(data: bytes) -> bool:
+    """Whether a pickle refers to ``__main__`` when workers do not have its contents
+    (python -c, a REPL, a notebook): then it must be made again with cloudpickle,
+    which sends the classes of ``__main__`` by value."""
+    if b"__main__" not in data:
+        return False
+    from ._main_module import main_goes_by_value
+
+    return main_goes_by_value()
 
 
 class Portable:
@@ -132,8 +147,10 @@ class Outbound(Portable):
             except Exception:
                 pass  # not plain-picklable: cloudpickle below, arrays inline
             else:
-                self.segments.extend(used)
-                return (_packing.load_in_worker, (data, entries))
+                if not _names_main(data):
+                    self.segments.extend(used)
+                    return (_packing.load_in_worker, (data, entries))
+                self.arena.give_back(used)  # cloudpickle below, arrays inline
         try:
             return super().__reduce__()
         except Exception as exc:
