@@ -15,6 +15,8 @@ from ._tasks import TaskRef as TaskRef
 from ._worker import worker_state as worker_state
 from .errors import AioparError as AioparError
 from .errors import RemoteError as RemoteError
+from .errors import ResultLoadError as ResultLoadError
+from .errors import TaskExited as TaskExited
 from .errors import WorkerCrashedError as WorkerCrashedError
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "Pool",
     "RemoteError",
     "RemoteFunction",
+    "ResultLoadError",
+    "TaskExited",
     "TaskRef",
     "WorkerCrashedError",
     "amap",

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _packing, _shm, _worker
-from .errors import WorkerCrashedError
+from .errors import ResultLoadError, WorkerCrashedError
 
 __all__ = ["Dispatcher", "Job"]
 
@@ -104,6 +104,10 @@ class Job:
     result_segment: str | None = None
     loan: _shm.Segment | None = None
     segments: list[_shm.Segment] = field(default_factory=list)
+    # Set by _load_outcome() once the executor's future is done: the result, rebuilt
+    # from its pickle, or the error rebuilding it raised.
+    value: Any = None
+    load_error: BaseException | None = None
 
 
 @dataclass
@@ -363,6 +367,7 @@ class Dispatcher:
         # Runs in the executor's manager thread (or ours). A plain success is settled
         # here (the caller gets it one thread hop sooner, and the dispatcher thread is
         # not woken for it); anything else is handed over.
+        self._load_outcome(job, exec_future)
         if self._settle_success(job, exec_future):
             # The job left _inflight: room for a pending one. The dispatcher checks
             # _inflight after it queues a job or closes, so one of us sees the other.
@@ -385,6 +390,22 @@ class Dispatcher:
                 crash = _Crash(pid, None if proc is None else proc.exitcode)
         self._events.put(("done", job, exec_future, crash))
 
+    def _load_outcome(self, job: Job, exec_future: cf.Future[Any]) -> None:
+        """Rebuild the job's result from the pickle the worker sent (see
+        ``_worker.Packed``), in this thread, not the event loop's. A result that cannot be
+        rebuilt here fails this job alone, with a ResultLoadError."""
+        if exec_future.cancelled() or exec_future.exception() is not None:
+            return
+        value = exec_future.result()[1]
+        if _is_skipped(value):
+            return
+        try:
+            job.value = _worker.unwrap(value)
+        except Exception as exc:
+            error = ResultLoadError(job.label, f" ({type(exc).__name__}: {exc})")
+            error.__cause__ = exc
+            job.load_error = error
+
     def _settle_success(self, job: Job, exec_future: cf.Future[Any]) -> bool:
         """Deliver a successful result from the thread that got it, if nothing about it
         needs the dispatcher thread: no arena segment to give back or to note, no
@@ -394,14 +415,17 @@ class Dispatcher:
         elapsed, value = exec_future.result()
         if _is_skipped(value) or job.segments or job.loan is not None:
             return False
+        if job.load_error is not None:
+            return False
         if self.arena is not None and (
             job.func_blob in self._result_sizes  # to be forgotten, by the dispatcher
             or (job.result_segment is not None and _shm.held_size(job.result_segment))
         ):
             return False
         job.elapsed = elapsed
+        value, job.value = job.value, None
         try:
-            job.future.set_result(_worker.unwrap(value))
+            job.future.set_result(value)
         except cf.InvalidStateError:  # cancelled by try_cancel() while it ran: dropped
             pass
         # Only now: try_cancel() reads a job without slot or executor future as waiting.
@@ -433,10 +457,11 @@ class Dispatcher:
                 not exec_future.cancelled()
                 and exec_future.exception() is None
                 and not _is_skipped(exec_future.result()[1])
+                and job.load_error is None
             )
             if delivered:
                 self._note_result_size(job)
-            elif job.result_segment is not None:
+            elif job.result_segment is not None and _shm.held_size(job.result_segment) is None:
                 _shm.unlink(job.result_segment)  # a crash may have left it half-written
             if job.loan is not None:
                 job.segments.append(job.loan)  # unless the result claimed it
@@ -451,15 +476,20 @@ class Dispatcher:
             self._broken(job, crash)
         elif exc is not None:
             self._breakages_in_a_row = 0
+            if isinstance(exc, _worker.Carried):
+                exc = exc.load()
             _set_exception(job.future, exc)
         else:
             self._breakages_in_a_row = 0
-            elapsed, value = exec_future.result()
-            if job.cancel_requested or _is_skipped(value):
+            elapsed, sent = exec_future.result()
+            value, job.value = job.value, None
+            if job.cancel_requested or _is_skipped(sent):
                 _set_exception(job.future, _cancel_error(job))
+            elif job.load_error is not None:
+                _set_exception(job.future, job.load_error)
             elif not job.future.done():
                 job.elapsed = elapsed
-                job.future.set_result(_worker.unwrap(value))
+                job.future.set_result(value)
 
     def _note_result_size(self, job: Job) -> None:
         # The result went into a new segment, or into the lent one.

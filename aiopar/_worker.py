@@ -84,9 +84,9 @@ class Portable:
         self.obj = obj
         self.what = what  # "the result of f", for the error if it cannot be pickled
 
-    def __reduce__(self) -> tuple[Callable[[bytes], object], tuple[bytes]]:
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
         try:
-            return (pickle.loads, (dumps(self.obj),))
+            return (Packed, (dumps(self.obj),))
         except Exception as exc:
             if self.what is None:
                 raise
@@ -95,6 +95,41 @@ class Portable:
                 f"({type(exc).__name__}: {exc}); return picklable data (plain values, "
                 "arrays, dataclasses) from functions that run in workers"
             ) from None
+
+
+class Packed:
+    """What a :class:`Portable` becomes on the other side: its pickle, not yet loaded.
+
+    Receiving one runs no code of the user's: the executor unpickles what crosses
+    processes in its own threads and loop, where a failure (a class whose module only
+    the sender can import, a ``__setstate__`` that raises) would break the whole pool
+    and be blamed on a dead worker. :meth:`load` rebuilds the object later, where a
+    failure is the failure of that one job: in the worker, inside :func:`run_job`; in
+    the parent, in the thread that settles the job (never the event loop's).
+
+    ``entries`` is the table of big arrays in shared memory (see ``_packing.py``), and
+    ``token`` the pool's token when the result is loaded in the parent.
+    """
+
+    __slots__ = ("data", "entries", "token")
+
+    def __init__(self, data: bytes, entries: Any = None, token: str | None = None) -> None:
+        self.data = data
+        self.entries = entries
+        self.token = token
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
+        return (Packed, (self.data, self.entries, self.token))
+
+    def load(self) -> object:
+        """Unpickle the object (raises what unpickling raises)."""
+        if self.entries is None:
+            return pickle.loads(self.data)
+        from . import _packing
+
+        if self.token is None:
+            return _packing.load_in_worker(self.data, self.entries)
+        return _packing.load_in_parent(self.data, self.entries, self.token)
 
 
 class Outbound(Portable):
@@ -133,7 +168,7 @@ class Outbound(Portable):
                 pass  # not plain-picklable: cloudpickle below, arrays inline
             else:
                 self.segments.extend(used)
-                return (_packing.load_in_worker, (data, entries))
+                return (Packed, (data, entries))
         try:
             return super().__reduce__()
         except Exception as exc:
@@ -183,7 +218,7 @@ class Result(Portable):
             except Exception:
                 pass
             else:
-                return (_packing.load_in_parent, (data, entries, self.token))
+                return (Packed, (data, entries, self.token))
         return super().__reduce__()
 
 
@@ -214,7 +249,14 @@ def _culprit(kind: str, payload: Any, first_item: int) -> str:
 
 
 def unwrap(value: object) -> object:
-    """The object inside a :class:`Portable`, or ``value`` itself once it was unpickled."""
+    """The object a :class:`Portable` carries: the object itself in the process that
+    made it, loaded from its :class:`Packed` pickle in another one.
+
+    Raises:
+        Exception: what loading the pickle raised.
+    """
+    if isinstance(value, Packed):
+        return value.load()
     return value.obj if isinstance(value, Portable) else value
 
 
@@ -393,6 +435,94 @@ def _portable_exception(exc: BaseException) -> BaseException:
     return _ByValue(exc)
 
 
+def _as_exception(exc: BaseException) -> Exception:
+    """``exc``, or for a BaseException that is no Exception (``sys.exit()``,
+    KeyboardInterrupt, GeneratorExit...) a :class:`aiopar.TaskExited` that stands for it:
+    in the caller it is the failure of this one task, not the caller's own exit."""
+    if isinstance(exc, Exception):
+        return exc
+    from .errors import TaskExited
+
+    cls = type(exc)
+    code = exc.code if isinstance(exc, SystemExit) else None
+    return TaskExited(
+        f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__name__,
+        str(exc),
+        "".join(traceback.format_exception(exc)),
+        code=code if code is None or isinstance(code, int | str) else repr(code),
+    )
+
+
+def _exception_pickle(exc: BaseException) -> bytes:
+    """``exc`` pickled (by value if plain pickle refuses it), or a RemoteError copy."""
+    portable = _portable_exception(exc)
+    if isinstance(portable, _ByValue):
+        import cloudpickle
+
+        return bytes(cloudpickle.dumps(exc, protocol=_PICKLE_PROTOCOL))
+    return pickle.dumps(portable, protocol=_PICKLE_PROTOCOL)
+
+
+class Carried(Exception):
+    """Carries a task's exception back to the parent as a pickle, loaded there by
+    :meth:`load` (see :class:`Packed` for why): an exception whose class the parent
+    cannot rebuild fails its own job as a :class:`aiopar.RemoteError`, instead of
+    breaking the pool. Within one process (a thread-based ``executor=``) it holds the
+    exception itself.
+    """
+
+    def __init__(
+        self,
+        exc: BaseException | None,
+        data: bytes = b"",
+        type_name: str = "",
+        message: str = "",
+        remote_traceback: str = "",
+    ) -> None:
+        if exc is not None:
+            cls = type(exc)
+            type_name = f"{cls.__module__}.{cls.__qualname__}"
+            message = str(exc)
+        super().__init__(f"{type_name}: {message}")
+        self.exc = exc
+        self.data = data
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
+        assert self.exc is not None
+        return (
+            Carried,
+            (
+                None,
+                _exception_pickle(self.exc),
+                self.type_name,
+                self.message,
+                "".join(traceback.format_exception(self.exc)),
+            ),
+        )
+
+    def load(self) -> BaseException:
+        """The task's exception, with the worker's traceback as ``__cause__``."""
+        if self.exc is not None:
+            return self.exc
+        try:
+            exc: BaseException = pickle.loads(self.data)
+        except Exception as error:
+            from .errors import RemoteError
+
+            exc = RemoteError(
+                self.type_name,
+                f"{self.message} (the exception cannot be rebuilt in this process: "
+                f"{type(error).__name__}: {error})",
+                self.remote_traceback,
+            )
+        if self.__cause__ is not None:  # concurrent.futures' text of the remote traceback
+            exc.__cause__ = self.__cause__
+        return exc
+
+
 def run_job(
     slot: int,
     func_blob: bytes,
@@ -416,9 +546,17 @@ def run_job(
         raise RuntimeError(
             "the pool's initializer failed in this worker, so no task can run"
         ) from _portable_exception(_init_error)
-    data: Any = unwrap(payload)
-    if type(data).__name__ == "LoadFailed":  # see _packing.LoadFailed
-        raise RuntimeError(f"the worker could not load this job's arguments: {data.error}")
+    try:
+        data: Any = unwrap(payload)
+    except Exception as exc:
+        data = exc
+    if isinstance(data, BaseException) or type(data).__name__ == "LoadFailed":
+        error = getattr(data, "error", data)  # see _packing.LoadFailed
+        raise RuntimeError(
+            "the worker could not load this job's arguments "
+            f"({type(error).__name__}: {error}); is every class they use importable in "
+            "the workers (defined in a module, not only in the parent)?"
+        )
     try:
         func = _load_func(func_blob)
         start = time.perf_counter()
@@ -433,10 +571,7 @@ def run_job(
             raise ValueError(f"unknown job kind {kind!r}")
         elapsed = time.perf_counter() - start
     except BaseException as exc:
-        portable = _portable_exception(exc)
-        if portable is exc:
-            raise
-        raise portable.with_traceback(exc.__traceback__) from None
+        raise Carried(_as_exception(exc)).with_traceback(exc.__traceback__) from None
     what = f"the result of {getattr(func, '__qualname__', type(func).__name__)}"
     if shm is not None:
         return (elapsed, Result(result, *shm, what=what))
