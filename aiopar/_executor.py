@@ -46,6 +46,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,18 @@ _job_ids = itertools.count(1)
 # Seconds a rebuild waits for the broken executor to terminate its surviving workers
 # before it kills them.
 _REBUILD_WAIT = 5.0
+
+#: Seconds a worker's ``initializer`` may take before its jobs fail naming it; the
+#: environment variable AIOPAR_START_TIMEOUT overrides it (0: no limit).
+START_TIMEOUT = 120.0
+
+#: Seconds running jobs get to finish when the program ends with pools still open,
+#: before their workers are killed; AIOPAR_EXIT_TIMEOUT overrides it.
+EXIT_TIMEOUT = 5.0
+
+# Seconds idle workers get to exit when their executor shuts down, before SIGTERM and
+# then SIGKILL (they exit at once, unless a task left them unable to).
+_WORKERS_EXIT_WAIT = 5.0
 
 # How many functions' last result sizes are remembered, to lend each job a segment.
 _RESULT_SIZES_KEPT = 256
@@ -190,6 +203,8 @@ class Dispatcher:
             self._executor = executor
         self._thread = threading.Thread(target=self._run, name="aiopar-dispatch", daemon=True)
         self._thread.start()
+        with _live_lock:
+            _live.add(self)
 
     # ── called from any thread ─────────────────────────────────────────────────────
 
@@ -228,10 +243,15 @@ class Dispatcher:
         worker when ``kill`` is true, else let it finish. Its result is dropped."""
         self._events.put(("cancel", job, kill))
 
-    def close(self) -> None:
-        """Cancel queued jobs, let running ones finish, stop the workers. Blocks."""
+    def close(self, timeout: float | None = None) -> None:
+        """Cancel queued jobs, let running ones finish, stop the workers. Blocks.
+
+        ``timeout``: seconds to wait for running jobs before their workers are killed;
+        None waits for them. Workers that do not exit once idle (a task left a thread or
+        a child running) are ended after :data:`_WORKERS_EXIT_WAIT` seconds either way.
+        """
         if self._thread.is_alive():
-            self._events.put(("close",))
+            self._events.put(("close", timeout))
             self._thread.join()
 
     @property
@@ -261,7 +281,7 @@ class Dispatcher:
                 elif what == "cancel":
                     self._cancel(event[1], event[2])
                 elif what == "close":
-                    self._shutdown()
+                    self._shutdown(event[1])
                     return
                 self._pump()
             except Exception as exc:  # a bug of ours: fail that job, keep serving the rest
@@ -552,6 +572,7 @@ class Dispatcher:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(popen.pid, signal.SIGKILL)
                 manager.join(_REBUILD_WAIT)
+        _end_groups(processes)  # what the dead workers' tasks left running
         self._executor = self._new_executor()
         self._generation += 1
 
@@ -574,27 +595,42 @@ class Dispatcher:
                 except ProcessLookupError:
                     pass
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, timeout: float | None) -> None:
         self._closed = True
+        with _live_lock:
+            _live.discard(self)
         self._pending.extend(self._resent)
         self._resent.clear()
         for job in self._pending:
             if not job.future.cancel():  # a resent job is RUNNING already
                 _set_exception(job.future, _cancel_error(job))
         self._pending.clear()
+        executor = self._executor
+        manager = getattr(executor, "_executor_manager_thread", None)
+        processes = list((getattr(executor, "_processes", None) or {}).values())
         if self._owns_executor:
             with self._slot_lock:  # jobs may finish meanwhile (see _settle_success)
                 for job in list(self._inflight):  # in the executor, not started: skip them
                     if job.slot >= 0 and self._slots[job.slot] == _worker.SLOT_FREE:
                         self._slots[job.slot] = _worker.SLOT_CANCELLED
-            self._executor.shutdown(wait=True)
-        # Deliver what finished while shutting down; refuse anything new.
+            executor.shutdown(wait=False)
+        # Deliver what finished while shutting down; refuse anything new. Past the
+        # timeout, the workers still running jobs are killed: their jobs then fail.
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._inflight:
-            event = self._events.get()
+            try:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                event = self._events.get(timeout=wait)
+            except queue.Empty:
+                _kill(processes, signal.SIGKILL)
+                deadline = None
+                continue
             if event[0] == "done":
                 self._finish(event[1], event[2], event[3])
             elif event[0] == "submit":
                 self._accept(event[1])
+        if self._owns_executor:
+            _end_workers(manager, processes)
         while True:
             try:
                 event = self._events.get_nowait()
@@ -611,6 +647,93 @@ class Dispatcher:
             max_workers=self._workers,
             mp_context=self._ctx,
             initializer=_worker.init_worker,
-            initargs=(self._slots, os.getpid(), list(sys.path), *self._init),
+            initargs=(self._slots, os.getpid(), list(sys.path), *self._init, start_timeout()),
             max_tasks_per_child=self._max_tasks_per_child,
         )
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    """A number of seconds from the environment variable ``name`` (``default`` if it is
+    unset or not a number >= 0)."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+def start_timeout() -> float:
+    """Seconds a new worker's ``initializer`` may take (``AIOPAR_START_TIMEOUT``)."""
+    return _seconds_from_env("AIOPAR_START_TIMEOUT", START_TIMEOUT)
+
+
+def exit_timeout() -> float:
+    """Seconds running jobs get at interpreter exit (``AIOPAR_EXIT_TIMEOUT``)."""
+    return _seconds_from_env("AIOPAR_EXIT_TIMEOUT", EXIT_TIMEOUT)
+
+
+def _kill(processes: list[Any], signum: int) -> None:
+    """Send ``signum`` to those of ``processes`` not known to have ended."""
+    for process in processes:
+        popen = getattr(process, "_popen", None)  # no poll(): see _rebuild()
+        if popen is not None and popen.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(popen.pid, signum)
+
+
+def _end_workers(manager: threading.Thread | None, processes: list[Any]) -> None:
+    """Wait a bounded time for an executor that was shut down to join its workers.
+
+    A worker that does not exit when told to (stuck in C code, or a task's signal
+    handler) gets SIGTERM, then SIGKILL. Then whatever the tasks left in the workers'
+    process groups (forked children, subprocesses) is killed too.
+    """
+    if manager is not None:
+        manager.join(_WORKERS_EXIT_WAIT)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if not manager.is_alive():
+                break
+            _kill(processes, signum)
+            manager.join(_WORKERS_EXIT_WAIT)
+    _end_groups(processes)
+
+
+def _end_groups(processes: list[Any]) -> None:
+    """SIGKILL what is left in the process groups of ``processes`` (each worker leads
+    one, see ``_worker.init_worker``): children a task started and left running.
+
+    Called right after the workers ended: a group exists while one of its processes
+    lives, and its id (the worker's pid) is not given to a new process meanwhile.
+    """
+    for process in processes:
+        pid = getattr(process, "pid", None)
+        if pid and pid != os.getpgrp():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+# Dispatchers not closed yet: closed at interpreter exit (see _close_all_at_exit).
+_live: set[Dispatcher] = set()
+_live_lock = threading.Lock()
+
+
+def _close_all_at_exit() -> None:
+    """Close every pool still open when the program ends, as ``aclose()`` would, but
+    waiting for running jobs only :func:`exit_timeout` seconds: queued jobs are dropped,
+    running ones are killed past the bound, and the program ends.
+
+    Registered with ``threading._register_atexit``, which runs before the interpreter
+    waits for threads and before ``concurrent.futures``' own exit hook (registered
+    earlier, run later): that hook would otherwise run every job queued in the
+    executors first.
+    """
+    with _live_lock:
+        dispatchers = list(_live)
+    for dispatcher in dispatchers:
+        with contextlib.suppress(Exception):
+            dispatcher.close(timeout=exit_timeout())
+
+
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    _register(_close_all_at_exit)

@@ -17,6 +17,7 @@ A job reaches :func:`run_job` as ``(slot, func_blob, kind, payload)``:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pickle
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["worker_state"]
@@ -51,6 +52,7 @@ class _Unset:
 _NOT_IN_WORKER: Any = _Unset()
 _state: Any = _NOT_IN_WORKER
 _init_error: BaseException | None = None
+_worker_pid: int | None = None  # set in the worker process itself, by init_worker
 _slots: Any = None
 _func_cache: dict[bytes, Callable[..., Any]] = {}
 # The result segment of the latest job: removed if the main process dies before it
@@ -284,12 +286,23 @@ def init_worker(
     parent_sys_path: Sequence[str],
     initializer_blob: bytes | None,
     initargs_blob: bytes | None,
+    start_timeout: float | None = None,
 ) -> None:
-    """Prepare a new worker: signals, import path, parent watch, user initializer."""
-    global _state, _slots, _init_error
+    """Prepare a new worker: signals, import path, parent watch, user initializer.
+
+    ``start_timeout``: seconds the user's initializer may take; past them it is
+    interrupted and every job of this worker fails, naming it.
+    """
+    global _state, _slots, _init_error, _worker_pid
+    _worker_pid = os.getpid()
     # Ctrl-C goes to the whole process group; the parent decides what happens, so the
     # workers must not each print a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A group of our own: what a task leaves running (a forked child, a subprocess) is
+    # in it, and the pool ends it with the worker (see _executor.py, _end_groups).
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    _leave_without_waiting_for_threads()
     _keep_freed_memory()
     for entry in parent_sys_path:
         if entry not in sys.path:
@@ -298,12 +311,66 @@ def init_worker(
     _start_parent_watch(main_pid)
     _state = None
     if initializer_blob is not None:
+        name = "initializer"
         try:
             initializer = pickle.loads(initializer_blob)
+            name = f"initializer={getattr(initializer, '__qualname__', repr(initializer))}"
             initargs = pickle.loads(initargs_blob) if initargs_blob is not None else ()
-            _state = initializer(*initargs)
+            with _deadline(start_timeout, name):
+                _state = initializer(*initargs)
         except BaseException as exc:  # reported to every job, see run_job
-            _init_error = exc
+            _init_error = exc if not isinstance(exc, _StartTimeout) else TimeoutError(str(exc))
+
+
+class _StartTimeout(BaseException):
+    """Raised in the initializer when it overruns the start-up deadline (a
+    BaseException, so that the initializer's own ``except Exception`` cannot keep it)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None, name: str) -> Iterator[None]:
+    """Interrupt the block (with SIGALRM) after ``seconds``; no limit for None."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def overrun(signum: int, frame: Any) -> None:
+        raise _StartTimeout(
+            f"{name} did not return within the start-up deadline of {seconds:g} s "
+            "(AIOPAR_START_TIMEOUT); the workers cannot run any task"
+        )
+
+    previous = signal.signal(signal.SIGALRM, overrun)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _leave_without_waiting_for_threads() -> None:
+    """When this worker is done, exit without waiting for threads a task left running.
+
+    A process waits for its non-daemon threads before it exits: one left behind by a
+    task would keep this worker, and the pool's close() that joins it, waiting forever.
+    ``threading._register_atexit`` hooks run before that wait (and after
+    multiprocessing's own exit handlers), so this one exits there.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        return
+
+    def leave() -> None:
+        if os.getpid() != _worker_pid:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(0)
+
+    with contextlib.suppress(RuntimeError):
+        register(leave)
 
 
 # glibc's mallopt parameters, and where its own adaptive thresholds end up once it has
@@ -534,7 +601,25 @@ def run_job(
 
     ``shm`` is ``(result segment name, destination, pool token, loan)`` when results
     may travel through shared memory (see ``_packing.py``).
+
+    A process a task forked (``os.fork()``) that comes back here is no worker of the
+    pool: it exits at once instead of going back to the executor's loop, where it would
+    take jobs (and the pool's stop signals) meant for the workers.
     """
+    try:
+        return _run_job(slot, func_blob, kind, payload, shm)
+    finally:
+        if _worker_pid is not None and os.getpid() != _worker_pid:
+            os._exit(0)
+
+
+def _run_job(
+    slot: int,
+    func_blob: bytes,
+    kind: str,
+    payload: object,
+    shm: tuple[str, Any, str, Any] | None,
+) -> tuple[float, object]:
     global _last_result_segment
     if shm is not None:
         _last_result_segment = shm[0]
@@ -544,7 +629,8 @@ def run_job(
         _slots[slot] = os.getpid()
     if _init_error is not None:
         raise RuntimeError(
-            "the pool's initializer failed in this worker, so no task can run"
+            "the pool's initializer failed in this worker, so no task can run "
+            f"({type(_init_error).__name__}: {_init_error})"
         ) from _portable_exception(_init_error)
     try:
         data: Any = unwrap(payload)

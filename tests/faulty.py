@@ -292,3 +292,37 @@ def _rebuild_only_here(pid: int) -> RebuiltOnlyHereError:
 
 def raise_rebuilt_only_here(_: Any = None) -> None:
     raise RebuiltOnlyHereError(os.getpid())
+
+
+def leave_thread_running(x: Any = None) -> Any:
+    """Start a non-daemon thread that never ends, and return ``x``."""
+    threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
+    return x
+
+
+def fork_child_that_lives_on(directory: str) -> int:
+    """Fork a child that returns from this task (and so would go back to the worker's
+    loop, taking jobs) after writing ``directory/child-<pid>``; return our pid."""
+    pid = os.fork()
+    if pid == 0:
+        with open(os.path.join(directory, f"child-{os.getpid()}"), "w"):
+            pass
+        return -os.getpid()
+    return os.getpid()
+
+
+def fork_sleeping_child(directory: str) -> int:
+    """Fork a child that sleeps an hour (after writing ``directory/sleeper-<pid>``)."""
+    pid = os.fork()
+    if pid == 0:
+        with open(os.path.join(directory, f"sleeper-{os.getpid()}"), "w"):
+            pass
+        time.sleep(3600)
+        os._exit(0)
+    return pid
+
+
+def never_returns(*_: Any) -> None:
+    """An initializer (or task) that never returns."""
+    while True:
+        time.sleep(3600)

@@ -10,10 +10,12 @@ to the calls it cancels. Programs that must exit are run as subprocesses with a 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +176,125 @@ async def test_exception_that_cannot_be_rebuilt_in_the_caller_arrives_as_remote_
             await pool.submit(faulty.raise_rebuilt_only_here)
         assert "LookupError" in str(info.value)
         assert await pool.submit(workers.square, 2) == 4
+
+
+# ── 5. leaving the program with work queued ─────────────────────────────────────────
+
+QUEUED_AT_EXIT = """
+import asyncio
+import json
+import aiopar
+from tests import faulty
+
+async def main():
+    refs = [aiopar.submit(faulty.logged_value, {log!r}, i, 0.5) for i in range(80)]
+    print(await refs[0], flush=True)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_leaving_the_program_drops_queued_work_of_the_default_pool(tmp_path: Path) -> None:
+    log = tmp_path / "runs"
+    done = _run_script(tmp_path, QUEUED_AT_EXIT.format(log=str(log)), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+    runs = log.read_text().split()
+    # The first task, those running beside it when main() returned, and maybe one
+    # started meanwhile: not the 80 queued (nor the 64 handed to the executor).
+    assert len(runs) <= 3 * (os.cpu_count() or 1) + 1, runs
+    assert done.stderr == ""
+
+
+NEVER_RETURNS_AT_EXIT = """
+import asyncio
+import json
+import aiopar
+from tests import faulty, workers
+
+async def main():
+    aiopar.submit(faulty.write_pid_then_sleep, ({dir!r}, 3600))
+    while not any(name.startswith("pid-") for name in __import__("os").listdir({dir!r})):
+        await asyncio.sleep(0.05)
+    print(await aiopar.submit(workers.square, 3), flush=True)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_leaving_the_program_with_a_task_that_never_returns_ends_it_within_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOPAR_EXIT_TIMEOUT", "1")
+    done = _run_script(tmp_path, NEVER_RETURNS_AT_EXIT.format(dir=str(tmp_path)), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "9"
+    (pid_file,) = tmp_path.glob("pid-*")
+    worker = int(pid_file.name.split("-")[1])
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
+
+
+# ── 6. what a task leaves running does not keep the pool (or the program) alive ─────
+
+LEFT_RUNNING = """
+import asyncio, json, os
+import aiopar
+from tests import faulty, workers
+
+async def main():
+    async with aiopar.Pool(2) as pool:
+        await pool.submit(faulty.leave_thread_running, 1)
+        forked = await pool.submit(faulty.fork_child_that_lives_on, {dir!r})
+        sleeper = await pool.submit(faulty.fork_sleeping_child, {dir!r})
+        ran_by = set(await pool.amap(workers.slow_pid, range(12), chunksize=1))
+        print(json.dumps({{"workers": pool.worker_pids(), "ran_by": sorted(ran_by),
+                          "sleeper": sleeper}}), flush=True)
+    print("closed", flush=True)
+    aiopar.submit(faulty.leave_thread_running, 2)
+    await aiopar.submit(faulty.fork_sleeping_child, {dir!r})
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_threads_and_children_a_task_leaves_running_neither_take_jobs_nor_hang_close(
+    tmp_path: Path,
+) -> None:
+    done = _run_script(tmp_path, LEFT_RUNNING.format(dir=str(tmp_path)), timeout=60)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    first, closed = done.stdout.splitlines()
+    assert closed == "closed"
+    seen = json.loads(first)
+    assert set(seen["ran_by"]) <= set(seen["workers"])  # only the pool's workers ran jobs
+    sleepers = [int(p.name.split("-")[1]) for p in tmp_path.glob("sleeper-*")]
+    assert len(sleepers) == 2
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in sleepers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in sleepers)
+
+
+# ── 7. an initializer that never returns ────────────────────────────────────────────
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_initializer_that_never_returns_fails_calls_naming_it_and_close_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIOPAR_START_TIMEOUT", "1")
+    async with aiopar.Pool(1, initializer=faulty.never_returns) as pool:
+        with pytest.raises(RuntimeError, match="never_returns") as info:
+            await pool.submit(workers.square, 2)
+        assert "start-up deadline" in str(info.value)
+        pids = pool.worker_pids()
+    assert pids and not any(_alive(pid) for pid in pids)
