@@ -40,6 +40,9 @@ import contextlib
 import functools
 import itertools
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.process
+import multiprocessing.resource_tracker
 import os
 import queue
 import secrets
@@ -133,8 +136,8 @@ def _is_skipped(value: object) -> bool:
     return isinstance(value, str) and value == _worker.SKIPPED
 
 
-def _cancel_error(job: Job) -> cf.CancelledError:
-    return cf.CancelledError(f"{job.label} was cancelled")
+def _cancel_error(job: Job, why: str = "") -> cf.CancelledError:
+    return cf.CancelledError(f"{job.label} was cancelled" + (f": {why}" if why else ""))
 
 
 def _set_exception(future: cf.Future[Any], exc: BaseException) -> None:
@@ -184,6 +187,7 @@ class Dispatcher:
         self._generation = 0
         self._breakages_in_a_row = 0
         self._closed = False
+        self._pid = os.getpid()
         # Guards job.slot and the slot table against try_cancel() from other threads.
         # Held for a few reads and writes only, never while starting processes.
         self._slot_lock = threading.Lock()
@@ -209,7 +213,18 @@ class Dispatcher:
     # ── called from any thread ─────────────────────────────────────────────────────
 
     def submit(self, job: Job) -> None:
-        """Queue ``job``; its ``future`` receives the result. Never blocks."""
+        """Queue ``job``; its ``future`` receives the result. Never blocks.
+
+        Raises:
+            RuntimeError: in a process forked (``os.fork()``) from the one that made
+                this dispatcher: its thread and workers are not this process's.
+        """
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                f"this pool was started in process {self._pid}, and this process is a "
+                "copy of it made by os.fork(): its workers belong to the parent; make a "
+                "new aiopar.Pool in this process (the module-level functions do so)"
+            )
         self._events.put(("submit", job))
 
     def try_cancel(self, job: Job) -> bool:
@@ -602,8 +617,10 @@ class Dispatcher:
         self._pending.extend(self._resent)
         self._resent.clear()
         for job in self._pending:
-            if not job.future.cancel():  # a resent job is RUNNING already
-                _set_exception(job.future, _cancel_error(job))
+            # Not future.cancel(): the caller would get a CancelledError that does not
+            # say which call it was. (A resent job is RUNNING already.)
+            if job.future.running() or job.future.set_running_or_notify_cancel():
+                _set_exception(job.future, _cancel_error(job, "the pool was closed"))
         self._pending.clear()
         executor = self._executor
         manager = getattr(executor, "_executor_manager_thread", None)
@@ -733,6 +750,46 @@ def _close_all_at_exit() -> None:
         with contextlib.suppress(Exception):
             dispatcher.close(timeout=exit_timeout())
 
+
+def _forget_after_fork() -> None:
+    """In a child made by ``os.fork()``: forget the parent's pools without touching them.
+
+    The child has copies of the dispatchers, executors and process tables, but not
+    their threads nor their processes (which are not its children). Its pools refuse
+    work (see :meth:`Dispatcher.submit`), its exit closes nothing, and multiprocessing
+    forgets the parent's workers (it would try to join them at exit and fail) and the
+    parent's fork server and resource tracker processes (it would try to wait for them
+    when the child starts its own workers, and fail with ChildProcessError).
+    """
+    global _live_lock
+    _live_lock = threading.Lock()  # it may have been held by a thread of the parent
+    dispatchers = list(_live)
+    _live.clear()
+    children = getattr(multiprocessing.process, "_children", None)
+    wakeups = getattr(cf.process, "_threads_wakeups", None)
+    for dispatcher in dispatchers:
+        executor = dispatcher._executor
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            if children is not None:
+                children.discard(process)
+        manager = getattr(executor, "_executor_manager_thread", None)
+        if wakeups is not None and manager is not None:
+            wakeups.pop(manager, None)
+    forkserver = getattr(multiprocessing.forkserver, "_forkserver", None)
+    if forkserver is not None and getattr(forkserver, "_forkserver_pid", None) is not None:
+        alive_fd = forkserver._forkserver_alive_fd
+        forkserver._forkserver_pid = None
+        forkserver._forkserver_address = None
+        forkserver._forkserver_alive_fd = None
+        if alive_fd is not None:  # the parent's fork server must not wait for us
+            with contextlib.suppress(OSError):
+                os.close(alive_fd)
+    tracker = getattr(multiprocessing.resource_tracker, "_resource_tracker", None)
+    if tracker is not None:
+        tracker._pid = None  # the parent's tracker serves us too: not ours to wait for
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 _register = getattr(threading, "_register_atexit", None)
 if _register is not None:

@@ -10,12 +10,16 @@ to the calls it cancels. Programs that must exit are run as subprocesses with a 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
+import contextlib
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +186,8 @@ async def test_exception_that_cannot_be_rebuilt_in_the_caller_arrives_as_remote_
 
 QUEUED_AT_EXIT = """
 import asyncio
+import contextlib
+import gc
 import json
 import aiopar
 from tests import faulty
@@ -210,6 +216,8 @@ def test_leaving_the_program_drops_queued_work_of_the_default_pool(tmp_path: Pat
 
 NEVER_RETURNS_AT_EXIT = """
 import asyncio
+import contextlib
+import gc
 import json
 import aiopar
 from tests import faulty, workers
@@ -298,3 +306,131 @@ async def test_initializer_that_never_returns_fails_calls_naming_it_and_close_en
         assert "start-up deadline" in str(info.value)
         pids = pool.worker_pids()
     assert pids and not any(_alive(pid) for pid in pids)
+
+
+# ── 4. imap over an endless source stays bounded by default ─────────────────────────
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_imap_over_an_endless_source_is_bounded_by_default(ordered: bool) -> None:
+    from aiopar._maps import IMAP_INFLIGHT_PER_WORKER
+    from aiopar._waiting import FutureWatcher
+
+    taken = 0
+
+    async def endless() -> AsyncIterator[int]:
+        nonlocal taken
+        while True:
+            taken += 1
+            yield taken
+
+    async with aiopar.Pool(2) as pool:
+        bound = IMAP_INFLIGHT_PER_WORKER * pool.workers
+        yielded = 0
+        most_ahead = 0
+        most_kept = 0
+        results = pool.imap(workers.square, endless(), ordered=ordered)
+        async with contextlib.aclosing(results):
+            async for _ in results:
+                yielded += 1
+                most_ahead = max(most_ahead, taken - yielded)
+                if yielded % 500 == 0:
+                    watchers = [o for o in gc.get_objects() if isinstance(o, FutureWatcher)]
+                    most_kept = max([most_kept, *(len(w._finished) for w in watchers)])
+                if yielded >= 60_000:
+                    break
+        assert most_ahead <= bound
+        # Finished futures are not kept: at most the chunks in flight (4 per worker).
+        assert most_kept <= 4 * pool.workers + 1
+
+
+# ── 8. os.fork() after the pool started ─────────────────────────────────────────────
+
+FORK_AFTER_START = """
+import asyncio, os
+import aiopar
+from tests import workers
+
+async def before():
+    pool = aiopar.Pool(1)
+    pool.open()
+    await pool.submit(workers.square, 2)
+    return pool, await aiopar.amap(workers.pid, range(4), chunksize=1)
+
+async def in_child(pool):
+    print("child", await asyncio.wait_for(aiopar.amap(workers.square, range(4)), 60))
+    try:
+        pool.submit(workers.square, 3)
+    except RuntimeError as exc:
+        print("inherited pool:", "os.fork()" in str(exc))
+    async with aiopar.Pool(1) as fresh:
+        print("fresh pool", await asyncio.wait_for(fresh.submit(workers.square, 5), 60))
+
+async def after(pool):
+    pids = set(await aiopar.amap(workers.pid, range(4), chunksize=1))
+    print("parent", await pool.submit(workers.square, 4), pids <= set(PIDS), flush=True)
+    await pool.aclose()
+
+if __name__ == "__main__":
+    pool, PIDS = asyncio.run(before())
+    child = os.fork()
+    if child == 0:
+        asyncio.run(in_child(pool))
+        sys.stdout.flush()
+        sys.exit(0)
+    _, status = os.waitpid(child, 0)
+    print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+    asyncio.run(after(pool))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_forked_child_gets_its_own_default_pool_and_exits_quietly(tmp_path: Path) -> None:
+    done = _run_script(tmp_path, FORK_AFTER_START, timeout=90)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert done.stdout.splitlines() == [
+        "child [0, 1, 4, 9]",
+        "inherited pool: True",
+        "fresh pool 25",
+        "child exit 0",
+        "parent 16 True",
+    ], done.stderr
+    assert done.stderr == ""
+
+
+# ── 9. what shutdown() says to the calls it cancels ─────────────────────────────────
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("call", ["tree_reduce", "amap_chunks", "submit"])
+async def test_calls_cancelled_by_shutdown_are_told_which_call_it_was(
+    call: str, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    items = [(str(tmp_path), str(release), i) for i in range(aiopar.get_default_pool().workers)]
+    blockers = [aiopar.submit(faulty.start_then_wait, item) for item in items]
+    while len(list(tmp_path.glob("start-*"))) < len(items):
+        await asyncio.sleep(0.01)
+    if call == "tree_reduce":
+        victim = asyncio.ensure_future(aiopar.tree_reduce(workers.add, range(400), chunksize=2))
+    elif call == "amap_chunks":
+        victim = asyncio.ensure_future(
+            aiopar.amap_chunks(workers.sum_chunk, list(range(400)), chunks=200)
+        )
+    else:
+        refs = [aiopar.submit(workers.square, i) for i in range(200)]
+        victim = asyncio.ensure_future(asyncio.wait_for(refs[-1], 60))
+    # Its jobs are queued behind the blockers, more than the executor takes ahead.
+    await asyncio.sleep(0.2)
+    closing = asyncio.ensure_future(aiopar.shutdown())
+    await asyncio.sleep(0.2)
+    release.touch()
+    await closing
+    with pytest.raises(cf.CancelledError) as info:
+        await victim
+    assert call in str(info.value) or (call == "submit" and "square" in str(info.value))
+    assert "the pool was closed" in str(info.value)
+    assert sorted([await ref for ref in blockers]) == list(range(len(items)))
