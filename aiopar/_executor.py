@@ -557,11 +557,7 @@ class Dispatcher:
                 _set_exception(job.future, WorkerCrashedError(job.label, crash.pid, crash.exitcode))
         elif self._breakages_in_a_row >= _MAX_BREAKAGES_IN_A_ROW:
             _set_exception(
-                job.future,
-                WorkerCrashedError(
-                    f"{job.label} (workers keep dying before they run any task: does an "
-                    "initializer or the module that defines the function kill the process?)"
-                ),
+                job.future, WorkerCrashedError(job.label, at_start=self._breakages_in_a_row)
             )
         else:
             self._resent.append(job)  # queued, or running beside the crash: run again

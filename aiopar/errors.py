@@ -48,26 +48,55 @@ class WorkerCrashedError(AioparError, BrokenProcessPool):
 
     Only the task or chunk that was running in the dead worker fails with this error;
     work that was merely queued is sent again, and the pool replaces the worker, so the
-    next call works.
+    next call works. When every new worker dies before running anything (an initializer
+    or an import that ends the process), the work fails with this error too, with
+    ``at_start`` set and a message that says what to check.
 
     Attributes:
         task: what was running, for example ``"chunk 3 of amap(score)"``.
         pid: the dead worker's process id, if known.
         exitcode: its exit code (negative: the signal that killed it), if known.
+        at_start: how many times in a row new workers died before running any task
+            (0 when a worker died under this very task).
     """
 
-    def __init__(self, task: str, pid: int | None = None, exitcode: int | None = None) -> None:
+    def __init__(
+        self,
+        task: str,
+        pid: int | None = None,
+        exitcode: int | None = None,
+        *,
+        at_start: int = 0,
+    ) -> None:
         self.task = task
         self.pid = pid
         self.exitcode = exitcode
+        self.at_start = at_start
         who = f"worker process {pid}" if pid else "a worker process"
-        super().__init__(
-            f"{who} {describe_exit(exitcode)} while running {task}; "
-            "the pool has replaced it and later calls will run normally"
-        )
+        if at_start:
+            message = (
+                f"{task} could not run: every new worker process died before running any "
+                f"task ({at_start} pools of workers in a row); check what runs when a worker "
+                "starts: the pool's initializer, the module that defines the function (its "
+                "import must not end the process), and the main script (code that starts "
+                'work belongs under `if __name__ == "__main__":`). Later calls start new '
+                "workers, which will die the same way until the cause is fixed"
+            )
+        else:
+            message = (
+                f"{who} {describe_exit(exitcode)} while running {task}; "
+                "the pool has replaced it and later calls will run normally"
+            )
+        super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.task, self.pid, self.exitcode))
+        return (_rebuild_crash, (type(self), self.task, self.pid, self.exitcode, self.at_start))
+
+
+def _rebuild_crash(
+    cls: type[WorkerCrashedError], task: str, pid: int | None, exitcode: int | None, at_start: int
+) -> WorkerCrashedError:
+    return cls(task, pid, exitcode, at_start=at_start)
 
 
 class RemoteError(AioparError):

@@ -326,3 +326,8 @@ def never_returns(*_: Any) -> None:
     """An initializer (or task) that never returns."""
     while True:
         time.sleep(3600)
+
+
+def die_at_start(*_: Any) -> None:
+    """An initializer that ends every new worker before it runs anything."""
+    os._exit(3)

@@ -15,6 +15,7 @@ import contextlib
 import gc
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -434,3 +435,21 @@ async def test_calls_cancelled_by_shutdown_are_told_which_call_it_was(
     assert call in str(info.value) or (call == "submit" and "square" in str(info.value))
     assert "the pool was closed" in str(info.value)
     assert sorted([await ref for ref in blockers]) == list(range(len(items)))
+
+
+# ── every new worker dies before running anything ───────────────────────────────────
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(90)
+async def test_when_every_new_worker_dies_at_start_the_error_says_what_to_check() -> None:
+    async with aiopar.Pool(1, initializer=faulty.die_at_start) as pool:
+        with pytest.raises(aiopar.WorkerCrashedError) as info:
+            await pool.submit(workers.square, 2)
+    message = str(info.value)
+    assert "died before running any task" in message
+    assert "initializer" in message and "__main__" in message
+    assert "will run normally" not in message and "replaced" not in message
+    assert info.value.at_start >= 1
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == message
