@@ -76,7 +76,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("name", ["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
 async def test_base_exception_in_a_task_is_that_tasks_error_under_gather(name: str) -> None:
     async with aiopar.Pool(2) as pool:
-        pids = set(await pool.amap(workers.pid, range(4), chunksize=1))
+        await pool.amap(workers.pid, range(4), chunksize=1)
+        pids = set(pool.worker_pids())
         bad = pool.submit(faulty.raise_base, name)
         good = pool.submit(workers.square, 7)
         results = await asyncio.gather(bad, good, return_exceptions=True)
@@ -87,7 +88,7 @@ async def test_base_exception_in_a_task_is_that_tasks_error_under_gather(name: s
         with pytest.raises(aiopar.TaskExited):
             await asyncio.wait_for(pool.submit(faulty.raise_base, name), 30)
         # The workers live on: nothing was killed.
-        assert set(pool.worker_pids()) == pids or pids <= set(pool.worker_pids())
+        assert pids <= set(pool.worker_pids())  # none was killed
 
 
 @pytest.mark.asyncio
@@ -106,12 +107,13 @@ async def test_sys_exit_in_a_task_carries_its_code_and_does_not_end_the_caller()
 @pytest.mark.timeout(60)
 async def test_sys_exit_in_an_amap_chunk_fails_the_call_without_killing_other_chunks() -> None:
     async with aiopar.Pool(2) as pool:
-        before = set(await pool.amap(workers.pid, range(4), chunksize=1))
+        await pool.amap(workers.pid, range(4), chunksize=1)
+        before = set(pool.worker_pids())
         with pytest.raises(aiopar.TaskExited) as info:
             await pool.amap(faulty.exit_on_item, range(40), chunksize=2)
         assert info.value.code == 7
         # No worker was killed for it (a KeyboardInterrupt would have meant: kill).
-        assert set(pool.worker_pids()) == before
+        assert before <= set(pool.worker_pids())  # none was killed
         assert await pool.amap(workers.square, range(5)) == [0, 1, 4, 9, 16]
 
 
@@ -138,7 +140,8 @@ async def test_result_that_cannot_be_rebuilt_fails_only_its_call_and_runs_once(
 ) -> None:
     log = tmp_path / "runs"
     async with aiopar.Pool(2) as pool:
-        before = set(await pool.amap(workers.pid, range(4), chunksize=1))
+        await pool.amap(workers.pid, range(4), chunksize=1)
+        before = set(pool.worker_pids())
         beside = asyncio.ensure_future(pool.amap(workers.sleep_then, range(6), chunksize=1))
         with pytest.raises(aiopar.ResultLoadError) as info:
             await pool.submit(faulty.only_in_its_process, 1, str(log))
@@ -147,7 +150,7 @@ async def test_result_that_cannot_be_rebuilt_fails_only_its_call_and_runs_once(
         assert "LookupError" in str(info.value)
         assert await beside == list(range(6))
         assert log.read_text().count("run") == 1  # not run again
-        assert set(pool.worker_pids()) == before  # no worker was blamed or replaced
+        assert before <= set(pool.worker_pids())  # no worker was blamed or replaced
         assert await pool.submit(workers.square, 5) == 25
 
 
