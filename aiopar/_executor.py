@@ -742,9 +742,12 @@ def _close_all_at_exit() -> None:
     """
     with _live_lock:
         dispatchers = list(_live)
+    # Leaving on Ctrl-C (an uncaught KeyboardInterrupt is in sys.last_value by now):
+    # running jobs are killed at once, as a Ctrl-C does to the jobs of a call.
+    ctrl_c = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
     for dispatcher in dispatchers:
         with contextlib.suppress(Exception):
-            dispatcher.close(timeout=exit_timeout())
+            dispatcher.close(timeout=0.0 if ctrl_c else exit_timeout())
 
 
 def _forget_after_fork() -> None:
