@@ -619,14 +619,20 @@ class Dispatcher:
                 _set_exception(job.future, _cancel_error(job, "the pool was closed"))
         self._pending.clear()
         executor = self._executor
-        manager = getattr(executor, "_executor_manager_thread", None)
         processes = list((getattr(executor, "_processes", None) or {}).values())
+        stopper = None
         if self._owns_executor:
             with self._slot_lock:  # jobs may finish meanwhile (see _settle_success)
                 for job in list(self._inflight):  # in the executor, not started: skip them
                     if job.slot >= 0 and self._slots[job.slot] == _worker.SLOT_FREE:
                         self._slots[job.slot] = _worker.SLOT_CANCELLED
-            executor.shutdown(wait=False)
+            # shutdown(wait=True) in a thread of its own, so that we can bound the wait:
+            # not shutdown(wait=False), which drops the executor's process table that its
+            # manager thread still reads when a worker retires (max_tasks_per_child).
+            stopper = threading.Thread(
+                target=executor.shutdown, name="aiopar-shutdown", daemon=True
+            )
+            stopper.start()
         # Deliver what finished while shutting down; refuse anything new. Past the
         # timeout, the workers still running jobs are killed: their jobs then fail.
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -642,8 +648,8 @@ class Dispatcher:
                 self._finish(event[1], event[2], event[3])
             elif event[0] == "submit":
                 self._accept(event[1])
-        if self._owns_executor:
-            _end_workers(manager, processes)
+        if stopper is not None:
+            _end_workers(stopper, processes)
         while True:
             try:
                 event = self._events.get_nowait()
@@ -695,7 +701,8 @@ def _kill(processes: list[Any], signum: int) -> None:
 
 
 def _end_workers(manager: threading.Thread | None, processes: list[Any]) -> None:
-    """Wait a bounded time for an executor that was shut down to join its workers.
+    """Wait a bounded time for an executor that was shut down to join its workers:
+    ``manager`` is the thread that ends when they are joined.
 
     A worker that does not exit when told to (stuck in C code, or a task's signal
     handler) gets SIGTERM, then SIGKILL. Then whatever the tasks left in the workers'

@@ -363,7 +363,8 @@ async def before():
     pool = aiopar.Pool(1)
     pool.open()
     await pool.submit(workers.square, 2)
-    return pool, await aiopar.amap(workers.pid, range(4), chunksize=1)
+    await aiopar.amap(workers.square, range(4))
+    return pool, aiopar.get_default_pool()
 
 async def in_child(pool):
     print("child", await asyncio.wait_for(aiopar.amap(workers.square, range(4)), 60))
@@ -375,12 +376,13 @@ async def in_child(pool):
         print("fresh pool", await asyncio.wait_for(fresh.submit(workers.square, 5), 60))
 
 async def after(pool):
-    pids = set(await aiopar.amap(workers.pid, range(4), chunksize=1))
-    print("parent", await pool.submit(workers.square, 4), pids <= set(PIDS), flush=True)
+    squares = await aiopar.amap(workers.square, range(4))
+    same = aiopar.get_default_pool() is DEFAULT and squares == [0, 1, 4, 9]
+    print("parent", await pool.submit(workers.square, 4), same, flush=True)
     await pool.aclose()
 
 if __name__ == "__main__":
-    pool, PIDS = asyncio.run(before())
+    pool, DEFAULT = asyncio.run(before())
     child = os.fork()
     if child == 0:
         asyncio.run(in_child(pool))
