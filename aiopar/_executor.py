@@ -30,6 +30,18 @@ Why a thread of our own, and not executor.submit() straight from the event loop:
   it is marked in its slot and skipped by the worker.
 * Rebuilding the executor (and starting processes) blocks: it happens here, never on the
   event-loop thread, and never inside an executor callback.
+
+Results and exceptions come back as pickles the executor does not open
+(``_worker.Packed``, ``_worker.Carried``): they are rebuilt in the thread that settles the
+job, so one that cannot be rebuilt here fails its job alone instead of breaking the pool.
+
+Closing (``close()``, and at interpreter exit ``_close_all_at_exit``, a
+``threading._register_atexit`` hook) runs in the dispatcher thread: queued jobs are
+dropped, running ones awaited (at exit, for a bounded time, then killed), and the
+executor is shut down in a thread "aiopar-shutdown" whose join is bounded: workers that
+do not exit are sent SIGTERM, then SIGKILL, and what tasks left in the workers' process
+groups is killed. In a child made by ``os.fork()``, ``_forget_after_fork`` drops the
+parent's dispatchers without touching them.
 """
 
 from __future__ import annotations
