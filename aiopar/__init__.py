@@ -16,6 +16,8 @@ from ._version import __version__ as __version__
 from ._worker import worker_state as worker_state
 from .errors import AioparError as AioparError
 from .errors import RemoteError as RemoteError
+from .errors import ResultLoadError as ResultLoadError
+from .errors import TaskExited as TaskExited
 from .errors import WorkerCrashedError as WorkerCrashedError
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "Pool",
     "RemoteError",
     "RemoteFunction",
+    "ResultLoadError",
+    "TaskExited",
     "TaskRef",
     "WorkerCrashedError",
     "amap",

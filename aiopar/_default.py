@@ -3,12 +3,14 @@
 Made on first use, with default options, and kept for the life of the process: every
 event loop that comes after (each test's own loop in a test suite, asyncio, uvloop and
 trio alike) reuses its workers. Closed at interpreter exit, or by ``await shutdown()``,
-after which the next call makes a new one.
+after which the next call makes a new one. A child made by ``os.fork()`` starts with no
+default pool: its first call makes its own.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 
 from ._pool import Pool
@@ -56,4 +58,13 @@ async def shutdown() -> None:
         await pool.aclose()
 
 
+def _forget_after_fork() -> None:
+    """In a child made by ``os.fork()``: the parent's default pool is not ours (its
+    workers are the parent's); the next call makes a fresh one for this process."""
+    global _pool, _lock
+    _lock = threading.Lock()
+    _pool = None
+
+
 atexit.register(_close_at_exit)
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -30,6 +30,18 @@ Why a thread of our own, and not executor.submit() straight from the event loop:
   it is marked in its slot and skipped by the worker.
 * Rebuilding the executor (and starting processes) blocks: it happens here, never on the
   event-loop thread, and never inside an executor callback.
+
+Results and exceptions come back as pickles the executor does not open
+(``_worker.Packed``, ``_worker.Carried``): they are rebuilt in the thread that settles the
+job, so one that cannot be rebuilt here fails its job alone instead of breaking the pool.
+
+Closing (``close()``, and at interpreter exit ``_close_all_at_exit``, a
+``threading._register_atexit`` hook) runs in the dispatcher thread: queued jobs are
+dropped, running ones awaited (at exit, for a bounded time, then killed), and the
+executor is shut down in a thread "aiopar-shutdown" whose join is bounded: workers that
+do not exit are sent SIGTERM, then SIGKILL, and what tasks left in the workers' process
+groups is killed. In a child made by ``os.fork()``, ``_forget_after_fork`` drops the
+parent's dispatchers without touching them.
 """
 
 from __future__ import annotations
@@ -40,18 +52,22 @@ import contextlib
 import functools
 import itertools
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.process
+import multiprocessing.resource_tracker
 import os
 import queue
 import secrets
 import signal
 import sys
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _packing, _shm, _worker
-from .errors import WorkerCrashedError
+from .errors import ResultLoadError, WorkerCrashedError
 
 __all__ = ["Dispatcher", "Job"]
 
@@ -64,6 +80,18 @@ _job_ids = itertools.count(1)
 # Seconds a rebuild waits for the broken executor to terminate its surviving workers
 # before it kills them.
 _REBUILD_WAIT = 5.0
+
+#: Seconds a worker's ``initializer`` may take before its jobs fail naming it; the
+#: environment variable AIOPAR_START_TIMEOUT overrides it (0: no limit).
+START_TIMEOUT = 120.0
+
+#: Seconds running jobs get to finish when the program ends with pools still open,
+#: before their workers are killed; AIOPAR_EXIT_TIMEOUT overrides it.
+EXIT_TIMEOUT = 5.0
+
+# Seconds idle workers get to exit when their executor shuts down, before SIGTERM and
+# then SIGKILL (they exit at once, unless a task left them unable to).
+_WORKERS_EXIT_WAIT = 5.0
 
 # How many functions' last result sizes are remembered, to lend each job a segment.
 _RESULT_SIZES_KEPT = 256
@@ -104,6 +132,10 @@ class Job:
     result_segment: str | None = None
     loan: _shm.Segment | None = None
     segments: list[_shm.Segment] = field(default_factory=list)
+    # Set by _load_outcome() once the executor's future is done: the result, rebuilt
+    # from its pickle, or the error rebuilding it raised.
+    value: Any = None
+    load_error: BaseException | None = None
 
 
 @dataclass
@@ -116,8 +148,8 @@ def _is_skipped(value: object) -> bool:
     return isinstance(value, str) and value == _worker.SKIPPED
 
 
-def _cancel_error(job: Job) -> cf.CancelledError:
-    return cf.CancelledError(f"{job.label} was cancelled")
+def _cancel_error(job: Job, why: str = "") -> cf.CancelledError:
+    return cf.CancelledError(f"{job.label} was cancelled" + (f": {why}" if why else ""))
 
 
 def _set_exception(future: cf.Future[Any], exc: BaseException) -> None:
@@ -167,6 +199,7 @@ class Dispatcher:
         self._generation = 0
         self._breakages_in_a_row = 0
         self._closed = False
+        self._pid = os.getpid()
         # Guards job.slot and the slot table against try_cancel() from other threads.
         # Held for a few reads and writes only, never while starting processes.
         self._slot_lock = threading.Lock()
@@ -186,11 +219,24 @@ class Dispatcher:
             self._executor = executor
         self._thread = threading.Thread(target=self._run, name="aiopar-dispatch", daemon=True)
         self._thread.start()
+        with _live_lock:
+            _live.add(self)
 
     # ── called from any thread ─────────────────────────────────────────────────────
 
     def submit(self, job: Job) -> None:
-        """Queue ``job``; its ``future`` receives the result. Never blocks."""
+        """Queue ``job``; its ``future`` receives the result. Never blocks.
+
+        Raises:
+            RuntimeError: in a process forked (``os.fork()``) from the one that made
+                this dispatcher: its thread and workers are not this process's.
+        """
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                f"this pool was started in process {self._pid}, and this process is a "
+                "copy of it made by os.fork(): its workers belong to the parent; make a "
+                "new aiopar.Pool in this process (the module-level functions do so)"
+            )
         self._events.put(("submit", job))
 
     def try_cancel(self, job: Job) -> bool:
@@ -224,10 +270,15 @@ class Dispatcher:
         worker when ``kill`` is true, else let it finish. Its result is dropped."""
         self._events.put(("cancel", job, kill))
 
-    def close(self) -> None:
-        """Cancel queued jobs, let running ones finish, stop the workers. Blocks."""
+    def close(self, timeout: float | None = None) -> None:
+        """Cancel queued jobs, let running ones finish, stop the workers. Blocks.
+
+        ``timeout``: seconds to wait for running jobs before their workers are killed;
+        None waits for them. Workers that do not exit once idle (a task left a thread or
+        a child running) are ended after :data:`_WORKERS_EXIT_WAIT` seconds either way.
+        """
         if self._thread.is_alive():
-            self._events.put(("close",))
+            self._events.put(("close", timeout))
             self._thread.join()
 
     @property
@@ -257,7 +308,7 @@ class Dispatcher:
                 elif what == "cancel":
                     self._cancel(event[1], event[2])
                 elif what == "close":
-                    self._shutdown()
+                    self._shutdown(event[1])
                     return
                 self._pump()
             except Exception as exc:  # a bug of ours: fail that job, keep serving the rest
@@ -363,6 +414,7 @@ class Dispatcher:
         # Runs in the executor's manager thread (or ours). A plain success is settled
         # here (the caller gets it one thread hop sooner, and the dispatcher thread is
         # not woken for it); anything else is handed over.
+        self._load_outcome(job, exec_future)
         if self._settle_success(job, exec_future):
             # The job left _inflight: room for a pending one. The dispatcher checks
             # _inflight after it queues a job or closes, so one of us sees the other.
@@ -385,6 +437,22 @@ class Dispatcher:
                 crash = _Crash(pid, None if proc is None else proc.exitcode)
         self._events.put(("done", job, exec_future, crash))
 
+    def _load_outcome(self, job: Job, exec_future: cf.Future[Any]) -> None:
+        """Rebuild the job's result from the pickle the worker sent (see
+        ``_worker.Packed``), in this thread, not the event loop's. A result that cannot be
+        rebuilt here fails this job alone, with a ResultLoadError."""
+        if exec_future.cancelled() or exec_future.exception() is not None:
+            return
+        value = exec_future.result()[1]
+        if _is_skipped(value):
+            return
+        try:
+            job.value = _worker.unwrap(value)
+        except Exception as exc:
+            error = ResultLoadError(job.label, f" ({type(exc).__name__}: {exc})")
+            error.__cause__ = exc
+            job.load_error = error
+
     def _settle_success(self, job: Job, exec_future: cf.Future[Any]) -> bool:
         """Deliver a successful result from the thread that got it, if nothing about it
         needs the dispatcher thread: no arena segment to give back or to note, no
@@ -394,14 +462,17 @@ class Dispatcher:
         elapsed, value = exec_future.result()
         if _is_skipped(value) or job.segments or job.loan is not None:
             return False
+        if job.load_error is not None:
+            return False
         if self.arena is not None and (
             job.func_blob in self._result_sizes  # to be forgotten, by the dispatcher
             or (job.result_segment is not None and _shm.held_size(job.result_segment))
         ):
             return False
         job.elapsed = elapsed
+        value, job.value = job.value, None
         try:
-            job.future.set_result(_worker.unwrap(value))
+            job.future.set_result(value)
         except cf.InvalidStateError:  # cancelled by try_cancel() while it ran: dropped
             pass
         # Only now: try_cancel() reads a job without slot or executor future as waiting.
@@ -433,10 +504,11 @@ class Dispatcher:
                 not exec_future.cancelled()
                 and exec_future.exception() is None
                 and not _is_skipped(exec_future.result()[1])
+                and job.load_error is None
             )
             if delivered:
                 self._note_result_size(job)
-            elif job.result_segment is not None:
+            elif job.result_segment is not None and _shm.held_size(job.result_segment) is None:
                 _shm.unlink(job.result_segment)  # a crash may have left it half-written
             if job.loan is not None:
                 job.segments.append(job.loan)  # unless the result claimed it
@@ -451,15 +523,20 @@ class Dispatcher:
             self._broken(job, crash)
         elif exc is not None:
             self._breakages_in_a_row = 0
+            if isinstance(exc, _worker.Carried):
+                exc = exc.load()
             _set_exception(job.future, exc)
         else:
             self._breakages_in_a_row = 0
-            elapsed, value = exec_future.result()
-            if job.cancel_requested or _is_skipped(value):
+            elapsed, sent = exec_future.result()
+            value, job.value = job.value, None
+            if job.cancel_requested or _is_skipped(sent):
                 _set_exception(job.future, _cancel_error(job))
+            elif job.load_error is not None:
+                _set_exception(job.future, job.load_error)
             elif not job.future.done():
                 job.elapsed = elapsed
-                job.future.set_result(_worker.unwrap(value))
+                job.future.set_result(value)
 
     def _note_result_size(self, job: Job) -> None:
         # The result went into a new segment, or into the lent one.
@@ -492,11 +569,7 @@ class Dispatcher:
                 _set_exception(job.future, WorkerCrashedError(job.label, crash.pid, crash.exitcode))
         elif self._breakages_in_a_row >= _MAX_BREAKAGES_IN_A_ROW:
             _set_exception(
-                job.future,
-                WorkerCrashedError(
-                    f"{job.label} (workers keep dying before they run any task: does an "
-                    "initializer or the module that defines the function kill the process?)"
-                ),
+                job.future, WorkerCrashedError(job.label, at_start=self._breakages_in_a_row)
             )
         else:
             self._resent.append(job)  # queued, or running beside the crash: run again
@@ -522,6 +595,7 @@ class Dispatcher:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(popen.pid, signal.SIGKILL)
                 manager.join(_REBUILD_WAIT)
+        _end_groups(processes)  # what the dead workers' tasks left running
         self._executor = self._new_executor()
         self._generation += 1
 
@@ -544,27 +618,50 @@ class Dispatcher:
                 except ProcessLookupError:
                     pass
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, timeout: float | None) -> None:
         self._closed = True
+        with _live_lock:
+            _live.discard(self)
         self._pending.extend(self._resent)
         self._resent.clear()
         for job in self._pending:
-            if not job.future.cancel():  # a resent job is RUNNING already
-                _set_exception(job.future, _cancel_error(job))
+            # Not future.cancel(): the caller would get a CancelledError that does not
+            # say which call it was. (A resent job is RUNNING already.)
+            if job.future.running() or job.future.set_running_or_notify_cancel():
+                _set_exception(job.future, _cancel_error(job, "the pool was closed"))
         self._pending.clear()
+        executor = self._executor
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        stopper = None
         if self._owns_executor:
             with self._slot_lock:  # jobs may finish meanwhile (see _settle_success)
                 for job in list(self._inflight):  # in the executor, not started: skip them
                     if job.slot >= 0 and self._slots[job.slot] == _worker.SLOT_FREE:
                         self._slots[job.slot] = _worker.SLOT_CANCELLED
-            self._executor.shutdown(wait=True)
-        # Deliver what finished while shutting down; refuse anything new.
+            # shutdown(wait=True) in a thread of its own, so that we can bound the wait:
+            # not shutdown(wait=False), which drops the executor's process table that its
+            # manager thread still reads when a worker retires (max_tasks_per_child).
+            stopper = threading.Thread(
+                target=executor.shutdown, name="aiopar-shutdown", daemon=True
+            )
+            stopper.start()
+        # Deliver what finished while shutting down; refuse anything new. Past the
+        # timeout, the workers still running jobs are killed: their jobs then fail.
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._inflight:
-            event = self._events.get()
+            try:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                event = self._events.get(timeout=wait)
+            except queue.Empty:
+                _kill(processes, signal.SIGKILL)
+                deadline = None
+                continue
             if event[0] == "done":
                 self._finish(event[1], event[2], event[3])
             elif event[0] == "submit":
                 self._accept(event[1])
+        if stopper is not None:
+            _end_workers(stopper, processes)
         while True:
             try:
                 event = self._events.get_nowait()
@@ -581,6 +678,137 @@ class Dispatcher:
             max_workers=self._workers,
             mp_context=self._ctx,
             initializer=_worker.init_worker,
-            initargs=(self._slots, os.getpid(), list(sys.path), *self._init),
+            initargs=(self._slots, os.getpid(), list(sys.path), *self._init, start_timeout()),
             max_tasks_per_child=self._max_tasks_per_child,
         )
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    """A number of seconds from the environment variable ``name`` (``default`` if it is
+    unset or not a number >= 0)."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+def start_timeout() -> float:
+    """Seconds a new worker's ``initializer`` may take (``AIOPAR_START_TIMEOUT``)."""
+    return _seconds_from_env("AIOPAR_START_TIMEOUT", START_TIMEOUT)
+
+
+def exit_timeout() -> float:
+    """Seconds running jobs get at interpreter exit (``AIOPAR_EXIT_TIMEOUT``)."""
+    return _seconds_from_env("AIOPAR_EXIT_TIMEOUT", EXIT_TIMEOUT)
+
+
+def _kill(processes: list[Any], signum: int) -> None:
+    """Send ``signum`` to those of ``processes`` not known to have ended."""
+    for process in processes:
+        popen = getattr(process, "_popen", None)  # no poll(): see _rebuild()
+        if popen is not None and popen.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(popen.pid, signum)
+
+
+def _end_workers(manager: threading.Thread | None, processes: list[Any]) -> None:
+    """Wait a bounded time for an executor that was shut down to join its workers:
+    ``manager`` is the thread that ends when they are joined.
+
+    A worker that does not exit when told to (stuck in C code, or a task's signal
+    handler) gets SIGTERM, then SIGKILL. Then whatever the tasks left in the workers'
+    process groups (forked children, subprocesses) is killed too.
+    """
+    if manager is not None:
+        manager.join(_WORKERS_EXIT_WAIT)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if not manager.is_alive():
+                break
+            _kill(processes, signum)
+            manager.join(_WORKERS_EXIT_WAIT)
+    _end_groups(processes)
+
+
+def _end_groups(processes: list[Any]) -> None:
+    """SIGKILL what is left in the process groups of ``processes`` (each worker leads
+    one, see ``_worker.init_worker``): children a task started and left running.
+
+    Called right after the workers ended: a group exists while one of its processes
+    lives, and its id (the worker's pid) is not given to a new process meanwhile.
+    """
+    for process in processes:
+        pid = getattr(process, "pid", None)
+        if pid and pid != os.getpgrp():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+# Dispatchers not closed yet: closed at interpreter exit (see _close_all_at_exit).
+_live: set[Dispatcher] = set()
+_live_lock = threading.Lock()
+
+
+def _close_all_at_exit() -> None:
+    """Close every pool still open when the program ends, as ``aclose()`` would, but
+    waiting for running jobs only :func:`exit_timeout` seconds: queued jobs are dropped,
+    running ones are killed past the bound, and the program ends.
+
+    Registered with ``threading._register_atexit``, which runs before the interpreter
+    waits for threads and before ``concurrent.futures``' own exit hook (registered
+    earlier, run later): that hook would otherwise run every job queued in the
+    executors first.
+    """
+    with _live_lock:
+        dispatchers = list(_live)
+    # Leaving on Ctrl-C (an uncaught KeyboardInterrupt is in sys.last_value by now):
+    # running jobs are killed at once, as a Ctrl-C does to the jobs of a call.
+    ctrl_c = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+    for dispatcher in dispatchers:
+        with contextlib.suppress(Exception):
+            dispatcher.close(timeout=0.0 if ctrl_c else exit_timeout())
+
+
+def _forget_after_fork() -> None:
+    """In a child made by ``os.fork()``: forget the parent's pools without touching them.
+
+    The child has copies of the dispatchers, executors and process tables, but not
+    their threads nor their processes (which are not its children). Its pools refuse
+    work (see :meth:`Dispatcher.submit`), its exit closes nothing, and multiprocessing
+    forgets the parent's workers (it would try to join them at exit and fail) and the
+    parent's fork server and resource tracker processes (it would try to wait for them
+    when the child starts its own workers, and fail with ChildProcessError).
+    """
+    global _live_lock
+    _live_lock = threading.Lock()  # it may have been held by a thread of the parent
+    dispatchers = list(_live)
+    _live.clear()
+    children = getattr(multiprocessing.process, "_children", None)
+    wakeups = getattr(cf.process, "_threads_wakeups", None)
+    for dispatcher in dispatchers:
+        executor = dispatcher._executor
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            if children is not None:
+                children.discard(process)
+        manager = getattr(executor, "_executor_manager_thread", None)
+        if wakeups is not None and manager is not None:
+            wakeups.pop(manager, None)
+    forkserver = getattr(multiprocessing.forkserver, "_forkserver", None)
+    if forkserver is not None and getattr(forkserver, "_forkserver_pid", None) is not None:
+        alive_fd = forkserver._forkserver_alive_fd
+        forkserver._forkserver_pid = None
+        forkserver._forkserver_address = None
+        forkserver._forkserver_alive_fd = None
+        if alive_fd is not None:  # the parent's fork server must not wait for us
+            with contextlib.suppress(OSError):
+                os.close(alive_fd)
+    tracker = getattr(multiprocessing.resource_tracker, "_resource_tracker", None)
+    if tracker is not None:
+        tracker._pid = None  # the parent's tracker serves us too: not ours to wait for
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    _register(_close_all_at_exit)

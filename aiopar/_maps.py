@@ -46,6 +46,10 @@ __all__ = ["amap", "amap_chunks", "imap"]
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: Default ``max_inflight`` of ``imap``, per worker: items taken from the source and not
+#: yet yielded. Chunks of cheap items then still hold hundreds of items each.
+IMAP_INFLIGHT_PER_WORKER = 1024
+
 # Answers bigger than this are joined in a worker thread, off the event loop.
 _COMBINE_OFF_LOOP_BYTES = 1 << 20
 
@@ -112,6 +116,8 @@ async def _chunk_results(
         await check_items(items, f"{caller}({name})")
     sizer = ChunkSizer(pool.workers, chunksize, length)
     limit = max_inflight
+    if limit is None and caller == "imap":  # bounded memory by default, see imap()
+        limit = IMAP_INFLIGHT_PER_WORKER * pool.workers
     out: collections.deque[Job] = collections.deque()  # sent, results not yet yielded
     items_out = 0
     taken = 0  # items taken from the source so far
@@ -152,6 +158,10 @@ async def _chunk_results(
                 job = out[0]
                 await watcher.wait_for(job.future)
                 out.popleft()
+                # The futures that finished meanwhile are read in their turn from
+                # `out`: the watcher need not keep them (an endless imap would pile
+                # them up).
+                watcher.forget_finished()
             else:
                 finished = await watcher.next_finished()
                 job = next(j for j in out if j.future is finished)

@@ -148,6 +148,12 @@ class FutureWatcher:
             await self._event.wait()
         return self._finished.popleft()
 
+    def forget_finished(self) -> None:
+        """Drop the futures finished so far, unread: for a caller that reads its
+        futures in its own order with :meth:`wait_for`, and would never read them."""
+        with self._lock:
+            self._finished.clear()
+
     async def wait_for(self, future: cf.Future[Any]) -> None:
         """Wait until ``future`` (which must be watched) is done."""
         while not future.done():

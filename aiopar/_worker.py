@@ -17,6 +17,7 @@ A job reaches :func:`run_job` as ``(slot, func_blob, kind, payload)``:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pickle
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["worker_state"]
@@ -51,6 +52,7 @@ class _Unset:
 _NOT_IN_WORKER: Any = _Unset()
 _state: Any = _NOT_IN_WORKER
 _init_error: BaseException | None = None
+_worker_pid: int | None = None  # set in the worker process itself, by init_worker
 _slots: Any = None
 _func_cache: dict[bytes, Callable[..., Any]] = {}
 # The result segment of the latest job: removed if the main process dies before it
@@ -99,9 +101,9 @@ class Portable:
         self.obj = obj
         self.what = what  # "the result of f", for the error if it cannot be pickled
 
-    def __reduce__(self) -> tuple[Callable[[bytes], object], tuple[bytes]]:
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
         try:
-            return (pickle.loads, (dumps(self.obj),))
+            return (Packed, (dumps(self.obj),))
         except Exception as exc:
             if self.what is None:
                 raise
@@ -110,6 +112,41 @@ class Portable:
                 f"({type(exc).__name__}: {exc}); return picklable data (plain values, "
                 "arrays, dataclasses) from functions that run in workers"
             ) from None
+
+
+class Packed:
+    """What a :class:`Portable` becomes on the other side: its pickle, not yet loaded.
+
+    Receiving one runs no code of the user's: the executor unpickles what crosses
+    processes in its own threads and loop, where a failure (a class whose module only
+    the sender can import, a ``__setstate__`` that raises) would break the whole pool
+    and be blamed on a dead worker. :meth:`load` rebuilds the object later, where a
+    failure is the failure of that one job: in the worker, inside :func:`run_job`; in
+    the parent, in the thread that settles the job (never the event loop's).
+
+    ``entries`` is the table of big arrays in shared memory (see ``_packing.py``), and
+    ``token`` the pool's token when the result is loaded in the parent.
+    """
+
+    __slots__ = ("data", "entries", "token")
+
+    def __init__(self, data: bytes, entries: Any = None, token: str | None = None) -> None:
+        self.data = data
+        self.entries = entries
+        self.token = token
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
+        return (Packed, (self.data, self.entries, self.token))
+
+    def load(self) -> object:
+        """Unpickle the object (raises what unpickling raises)."""
+        if self.entries is None:
+            return pickle.loads(self.data)
+        from . import _packing
+
+        if self.token is None:
+            return _packing.load_in_worker(self.data, self.entries)
+        return _packing.load_in_parent(self.data, self.entries, self.token)
 
 
 class Outbound(Portable):
@@ -149,7 +186,7 @@ class Outbound(Portable):
             else:
                 if not _names_main(data):
                     self.segments.extend(used)
-                    return (_packing.load_in_worker, (data, entries))
+                    return (Packed, (data, entries))
                 self.arena.give_back(used)  # cloudpickle below, arrays inline
         try:
             return super().__reduce__()
@@ -200,7 +237,7 @@ class Result(Portable):
             except Exception:
                 pass
             else:
-                return (_packing.load_in_parent, (data, entries, self.token))
+                return (Packed, (data, entries, self.token))
         return super().__reduce__()
 
 
@@ -231,7 +268,14 @@ def _culprit(kind: str, payload: Any, first_item: int) -> str:
 
 
 def unwrap(value: object) -> object:
-    """The object inside a :class:`Portable`, or ``value`` itself once it was unpickled."""
+    """The object a :class:`Portable` carries: the object itself in the process that
+    made it, loaded from its :class:`Packed` pickle in another one.
+
+    Raises:
+        Exception: what loading the pickle raised.
+    """
+    if isinstance(value, Packed):
+        return value.load()
     return value.obj if isinstance(value, Portable) else value
 
 
@@ -259,12 +303,23 @@ def init_worker(
     parent_sys_path: Sequence[str],
     initializer_blob: bytes | None,
     initargs_blob: bytes | None,
+    start_timeout: float | None = None,
 ) -> None:
-    """Prepare a new worker: signals, import path, parent watch, user initializer."""
-    global _state, _slots, _init_error
+    """Prepare a new worker: signals, import path, parent watch, user initializer.
+
+    ``start_timeout``: seconds the user's initializer may take; past them it is
+    interrupted and every job of this worker fails, naming it.
+    """
+    global _state, _slots, _init_error, _worker_pid
+    _worker_pid = os.getpid()
     # Ctrl-C goes to the whole process group; the parent decides what happens, so the
     # workers must not each print a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A group of our own: what a task leaves running (a forked child, a subprocess) is
+    # in it, and the pool ends it with the worker (see _executor.py, _end_groups).
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    _leave_without_waiting_for_threads()
     _keep_freed_memory()
     for entry in parent_sys_path:
         if entry not in sys.path:
@@ -273,12 +328,66 @@ def init_worker(
     _start_parent_watch(main_pid)
     _state = None
     if initializer_blob is not None:
+        name = "initializer"
         try:
             initializer = pickle.loads(initializer_blob)
+            name = f"initializer={getattr(initializer, '__qualname__', repr(initializer))}"
             initargs = pickle.loads(initargs_blob) if initargs_blob is not None else ()
-            _state = initializer(*initargs)
+            with _deadline(start_timeout, name):
+                _state = initializer(*initargs)
         except BaseException as exc:  # reported to every job, see run_job
-            _init_error = exc
+            _init_error = exc if not isinstance(exc, _StartTimeout) else TimeoutError(str(exc))
+
+
+class _StartTimeout(BaseException):
+    """Raised in the initializer when it overruns the start-up deadline (a
+    BaseException, so that the initializer's own ``except Exception`` cannot keep it)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None, name: str) -> Iterator[None]:
+    """Interrupt the block (with SIGALRM) after ``seconds``; no limit for None."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def overrun(signum: int, frame: Any) -> None:
+        raise _StartTimeout(
+            f"{name} did not return within the start-up deadline of {seconds:g} s "
+            "(AIOPAR_START_TIMEOUT); the workers cannot run any task"
+        )
+
+    previous = signal.signal(signal.SIGALRM, overrun)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _leave_without_waiting_for_threads() -> None:
+    """When this worker is done, exit without waiting for threads a task left running.
+
+    A process waits for its non-daemon threads before it exits: one left behind by a
+    task would keep this worker, and the pool's close() that joins it, waiting forever.
+    ``threading._register_atexit`` hooks run before that wait (and after
+    multiprocessing's own exit handlers), so this one exits there.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        return
+
+    def leave() -> None:
+        if os.getpid() != _worker_pid:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(0)
+
+    with contextlib.suppress(RuntimeError):
+        register(leave)
 
 
 # glibc's mallopt parameters, and where its own adaptive thresholds end up once it has
@@ -410,6 +519,94 @@ def _portable_exception(exc: BaseException) -> BaseException:
     return _ByValue(exc)
 
 
+def _as_exception(exc: BaseException) -> Exception:
+    """``exc``, or for a BaseException that is no Exception (``sys.exit()``,
+    KeyboardInterrupt, GeneratorExit...) a :class:`aiopar.TaskExited` that stands for it:
+    in the caller it is the failure of this one task, not the caller's own exit."""
+    if isinstance(exc, Exception):
+        return exc
+    from .errors import TaskExited
+
+    cls = type(exc)
+    code = exc.code if isinstance(exc, SystemExit) else None
+    return TaskExited(
+        f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__name__,
+        str(exc),
+        "".join(traceback.format_exception(exc)),
+        code=code if code is None or isinstance(code, int | str) else repr(code),
+    )
+
+
+def _exception_pickle(exc: BaseException) -> bytes:
+    """``exc`` pickled (by value if plain pickle refuses it), or a RemoteError copy."""
+    portable = _portable_exception(exc)
+    if isinstance(portable, _ByValue):
+        import cloudpickle
+
+        return bytes(cloudpickle.dumps(exc, protocol=_PICKLE_PROTOCOL))
+    return pickle.dumps(portable, protocol=_PICKLE_PROTOCOL)
+
+
+class Carried(Exception):
+    """Carries a task's exception back to the parent as a pickle, loaded there by
+    :meth:`load` (see :class:`Packed` for why): an exception whose class the parent
+    cannot rebuild fails its own job as a :class:`aiopar.RemoteError`, instead of
+    breaking the pool. Within one process (a thread-based ``executor=``) it holds the
+    exception itself.
+    """
+
+    def __init__(
+        self,
+        exc: BaseException | None,
+        data: bytes = b"",
+        type_name: str = "",
+        message: str = "",
+        remote_traceback: str = "",
+    ) -> None:
+        if exc is not None:
+            cls = type(exc)
+            type_name = f"{cls.__module__}.{cls.__qualname__}"
+            message = str(exc)
+        super().__init__(f"{type_name}: {message}")
+        self.exc = exc
+        self.data = data
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
+        assert self.exc is not None
+        return (
+            Carried,
+            (
+                None,
+                _exception_pickle(self.exc),
+                self.type_name,
+                self.message,
+                "".join(traceback.format_exception(self.exc)),
+            ),
+        )
+
+    def load(self) -> BaseException:
+        """The task's exception, with the worker's traceback as ``__cause__``."""
+        if self.exc is not None:
+            return self.exc
+        try:
+            exc: BaseException = pickle.loads(self.data)
+        except Exception as error:
+            from .errors import RemoteError
+
+            exc = RemoteError(
+                self.type_name,
+                f"{self.message} (the exception cannot be rebuilt in this process: "
+                f"{type(error).__name__}: {error})",
+                self.remote_traceback,
+            )
+        if self.__cause__ is not None:  # concurrent.futures' text of the remote traceback
+            exc.__cause__ = self.__cause__
+        return exc
+
+
 def run_job(
     slot: int,
     func_blob: bytes,
@@ -421,7 +618,25 @@ def run_job(
 
     ``shm`` is ``(result segment name, destination, pool token, loan)`` when results
     may travel through shared memory (see ``_packing.py``).
+
+    A process a task forked (``os.fork()``) that comes back here is no worker of the
+    pool: it exits at once instead of going back to the executor's loop, where it would
+    take jobs (and the pool's stop signals) meant for the workers.
     """
+    try:
+        return _run_job(slot, func_blob, kind, payload, shm)
+    finally:
+        if _worker_pid is not None and os.getpid() != _worker_pid:
+            os._exit(0)
+
+
+def _run_job(
+    slot: int,
+    func_blob: bytes,
+    kind: str,
+    payload: object,
+    shm: tuple[str, Any, str, Any] | None,
+) -> tuple[float, object]:
     global _last_result_segment
     if shm is not None:
         _last_result_segment = shm[0]
@@ -431,11 +646,20 @@ def run_job(
         _slots[slot] = os.getpid()
     if _init_error is not None:
         raise RuntimeError(
-            "the pool's initializer failed in this worker, so no task can run"
+            "the pool's initializer failed in this worker, so no task can run "
+            f"({type(_init_error).__name__}: {_init_error})"
         ) from _portable_exception(_init_error)
-    data: Any = unwrap(payload)
-    if type(data).__name__ == "LoadFailed":  # see _packing.LoadFailed
-        raise RuntimeError(f"the worker could not load this job's arguments: {data.error}")
+    try:
+        data: Any = unwrap(payload)
+    except Exception as exc:
+        data = exc
+    if isinstance(data, BaseException) or type(data).__name__ == "LoadFailed":
+        error = getattr(data, "error", data)  # see _packing.LoadFailed
+        raise RuntimeError(
+            "the worker could not load this job's arguments "
+            f"({type(error).__name__}: {error}); is every class they use importable in "
+            "the workers (defined in a module, not only in the parent)?"
+        )
     try:
         func = _load_func(func_blob)
         start = time.perf_counter()
@@ -450,10 +674,7 @@ def run_job(
             raise ValueError(f"unknown job kind {kind!r}")
         elapsed = time.perf_counter() - start
     except BaseException as exc:
-        portable = _portable_exception(exc)
-        if portable is exc:
-            raise
-        raise portable.with_traceback(exc.__traceback__) from None
+        raise Carried(_as_exception(exc)).with_traceback(exc.__traceback__) from None
     what = f"the result of {getattr(func, '__qualname__', type(func).__name__)}"
     if shm is not None:
         return (elapsed, Result(result, *shm, what=what))

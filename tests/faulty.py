@@ -7,9 +7,11 @@ can also be called in the parent to compute a sequential reference (see soak.py)
 
 from __future__ import annotations
 
+import builtins
 import ctypes
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -219,3 +221,113 @@ def deaf_to_sigterm_then_sleep(path: str, seconds: float = 30.0) -> float:
         file.write(str(os.getpid()))
     time.sleep(seconds)
     return seconds
+
+
+# ── hostile tasks (tests/test_hostile.py) ────────────────────────────────────────────
+
+
+def exit_with(code: Any = 3) -> None:
+    """``sys.exit(code)`` inside a task."""
+    sys.exit(code)
+
+
+def raise_base(name: str = "KeyboardInterrupt") -> None:
+    """Raise a BaseException that is not an Exception, by its builtin name."""
+    raise getattr(builtins, name)("raised in a task")
+
+
+def exit_on_item(x: int, bad: int = 5) -> int:
+    """``x``, except that item ``bad`` calls ``sys.exit(7)``; the others sleep a little,
+    so that chunks run beside the one that exits."""
+    if x == bad:
+        sys.exit(7)
+    time.sleep(0.02)
+    return x
+
+
+class OnlyInItsProcess:
+    """A result that pickles, but cannot be unpickled in any other process than the one
+    that made it: its ``__setstate__`` raises there (as a class whose module only the
+    workers can import would)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+        self.pid = os.getpid()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state["pid"] != os.getpid():
+            raise LookupError(f"OnlyInItsProcess({state['value']}) made in {state['pid']}")
+        self.__dict__.update(state)
+
+
+def only_in_its_process(value: int = 1, log: str | None = None) -> OnlyInItsProcess:
+    """Return an :class:`OnlyInItsProcess`; append a line to ``log`` on every run."""
+    if log is not None:
+        with open(log, "a") as f:
+            f.write("run\n")
+    return OnlyInItsProcess(value)
+
+
+def only_in_its_process_on(x: int, bad: int = 5) -> Any:
+    """``x``, except item ``bad`` whose result cannot be rebuilt in the parent."""
+    return OnlyInItsProcess(x) if x == bad else x
+
+
+class RebuiltOnlyHereError(Exception):
+    """An exception that pickles and unpickles in the worker, but not in the parent."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"made in process {pid}")
+        self.pid = pid
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_only_here, (self.pid,))
+
+
+def _rebuild_only_here(pid: int) -> RebuiltOnlyHereError:
+    if pid != os.getpid():
+        raise LookupError(f"RebuiltOnlyHereError of process {pid} rebuilt elsewhere")
+    return RebuiltOnlyHereError(pid)
+
+
+def raise_rebuilt_only_here(_: Any = None) -> None:
+    raise RebuiltOnlyHereError(os.getpid())
+
+
+def leave_thread_running(x: Any = None) -> Any:
+    """Start a non-daemon thread that never ends, and return ``x``."""
+    threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
+    return x
+
+
+def fork_child_that_lives_on(directory: str) -> int:
+    """Fork a child that returns from this task (and so would go back to the worker's
+    loop, taking jobs) after writing ``directory/child-<pid>``; return our pid."""
+    pid = os.fork()
+    if pid == 0:
+        with open(os.path.join(directory, f"child-{os.getpid()}"), "w"):
+            pass
+        return -os.getpid()
+    return os.getpid()
+
+
+def fork_sleeping_child(directory: str) -> int:
+    """Fork a child that sleeps an hour (after writing ``directory/sleeper-<pid>``)."""
+    pid = os.fork()
+    if pid == 0:
+        with open(os.path.join(directory, f"sleeper-{os.getpid()}"), "w"):
+            pass
+        time.sleep(3600)
+        os._exit(0)
+    return pid
+
+
+def never_returns(*_: Any) -> None:
+    """An initializer (or task) that never returns."""
+    while True:
+        time.sleep(3600)
+
+
+def die_at_start(*_: Any) -> None:
+    """An initializer that ends every new worker before it runs anything."""
+    os._exit(3)

@@ -19,6 +19,14 @@ fails its whole call, so raising items are grouped by call). A join whose depend
 failed fails with that same exception without running. Three times during the run
 (after a quarter, half and three quarters of the work), a task SIGKILLs its own worker.
 
+Mixed into that load, unless ``--no-hostile``, a hostile phase (see
+docs/reliability.md, "Hostile tasks"): tasks that call ``sys.exit()`` or raise
+KeyboardInterrupt, results and exceptions the parent cannot rebuild, tasks that leave a
+thread or a forked child running, two endless ``imap`` (ordered and not) read 3,000
+results deep with the default ``max_inflight``, a second pool whose initializer never
+returns, and a program run as a subprocess that leaves with 40 tasks queued. Each must
+behave as documented; the forked children must be gone once the pool is closed.
+
 Every outcome is checked against a sequential reference computed here with the same
 functions. Printed at the end: tasks run, failures seen (expected vs seen), crashes
 survived, results lost, processes and /dev/shm segments leaked. The exit status is 1 if
@@ -32,6 +40,7 @@ import functools
 import os
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,6 +290,158 @@ async def inject_kills(pool: aiopar.Pool, total: int, tally: Tally, finished: an
             tally.problems.append(f"kill {k}: the worker did not die")
 
 
+# ── the hostile phase: tasks and callers that misbehave, mixed into the load ──────────
+
+HOSTILE_ROUNDS = 6
+IMAP_RESULTS = 3_000
+EXIT_SCRIPT = """
+import asyncio, sys
+sys.path.insert(0, {repo!r})
+import aiopar
+from tests import faulty
+
+async def main():
+    refs = [aiopar.submit(faulty.logged_value, {log!r}, i, 0.2) for i in range(40)]
+    await refs[0]
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+@dataclass
+class Hostile:
+    checks: int = 0
+    passed: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def expect(self, kind: str, ok: bool, detail: str) -> None:
+        self.checks += 1
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        if ok:
+            self.passed += 1
+        else:
+            self.problems.append(f"{kind}: {detail}")
+
+
+async def _raises(awaitable: Any, kind: type[BaseException]) -> tuple[bool, str]:
+    try:
+        value = await awaitable
+    except kind as exc:
+        return True, f"{type(exc).__name__}: {exc}"[:200]
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"[:200]
+    return False, f"a result: {value!r}"[:200]
+
+
+async def _endless_imap(pool: aiopar.Pool, ordered: bool, hostile: Hostile) -> None:
+    """Item 4: an endless source read through imap's default max_inflight."""
+    from aiopar._maps import IMAP_INFLIGHT_PER_WORKER
+
+    taken = 0
+
+    async def endless() -> Any:
+        nonlocal taken
+        while True:
+            taken += 1
+            yield (taken, False)
+
+    yielded = most_ahead = 0
+    right = True
+    results = pool.imap(faulty.soak_item, endless(), ordered=ordered)
+    try:
+        async for value in results:
+            yielded += 1
+            most_ahead = max(most_ahead, taken - yielded)
+            if ordered:
+                right = right and value == faulty.soak_item((yielded, False))
+            if yielded >= IMAP_RESULTS:
+                break
+    finally:
+        await results.aclose()
+    bound = IMAP_INFLIGHT_PER_WORKER * pool.workers
+    hostile.expect("endless imap", right and most_ahead <= bound, f"ahead {most_ahead} > {bound}")
+
+
+async def _exit_with_queued_work(tmp: str, hostile: Hostile) -> None:
+    """Item 5: a program that leaves with 40 tasks queued on the default pool."""
+    log = os.path.join(tmp, "exit-runs")
+    script = os.path.join(tmp, "exit.py")
+    repo = str(Path(__file__).resolve().parent.parent)
+    Path(script).write_text(EXIT_SCRIPT.format(repo=repo, log=log))
+    try:
+        with anyio.fail_after(60):
+            done = await anyio.run_process([sys.executable, script], check=False)
+    except TimeoutError:
+        hostile.expect("exit with queued work", False, "the program did not end in 60 s")
+        return
+    runs = len(Path(log).read_text().split()) if os.path.exists(log) else 0
+    hostile.expect(
+        "exit with queued work",
+        done.returncode == 0 and runs <= 3 * (os.cpu_count() or 1) + 1,
+        f"exit status {done.returncode}, {runs} of 40 queued tasks ran",
+    )
+
+
+async def _stuck_initializer(hostile: Hostile) -> None:
+    """Item 7: a pool whose initializer never returns (start-up deadline 1 s)."""
+    os.environ["AIOPAR_START_TIMEOUT"] = "1"
+    try:
+        pool = aiopar.Pool(1, initializer=faulty.never_returns)
+        pool.open()
+    finally:
+        del os.environ["AIOPAR_START_TIMEOUT"]
+    try:
+        ok, detail = await _raises(pool.submit(faulty.soak_leaf, 1, False), RuntimeError)
+        hostile.expect("initializer never returns", ok and "never_returns" in detail, detail)
+    finally:
+        with anyio.fail_after(30):
+            await pool.aclose()
+
+
+async def run_hostile(pool: aiopar.Pool, hostile: Hostile, tmp: str) -> None:
+    """Items 2-7 of the hostile list, mixed into the load on the same pool."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(_exit_with_queued_work, tmp, hostile)
+        group.start_soon(_stuck_initializer, hostile)
+        group.start_soon(_endless_imap, pool, True, hostile)
+        group.start_soon(_endless_imap, pool, False, hostile)
+        for round_ in range(HOSTILE_ROUNDS):
+            # 3: SystemExit / KeyboardInterrupt in a task, and in a map chunk.
+            ok, detail = await _raises(pool.submit(faulty.exit_with, round_), aiopar.TaskExited)
+            hostile.expect("sys.exit in a task", ok, detail)
+            ok, detail = await _raises(
+                pool.submit(faulty.raise_base, "KeyboardInterrupt"), aiopar.TaskExited
+            )
+            hostile.expect("KeyboardInterrupt in a task", ok, detail)
+            ok, detail = await _raises(
+                pool.amap(faulty.exit_on_item, range(8), chunksize=2), aiopar.TaskExited
+            )
+            hostile.expect("sys.exit in an amap chunk", ok, detail)
+            # 2: results and exceptions the parent cannot rebuild.
+            ok, detail = await _raises(
+                pool.submit(faulty.only_in_its_process, round_), aiopar.ResultLoadError
+            )
+            hostile.expect("result that cannot be rebuilt", ok, detail)
+            ok, detail = await _raises(
+                pool.amap(faulty.only_in_its_process_on, range(10), chunksize=2),
+                aiopar.ResultLoadError,
+            )
+            hostile.expect("map result that cannot be rebuilt", ok, detail)
+            ok, detail = await _raises(
+                pool.submit(faulty.raise_rebuilt_only_here), aiopar.RemoteError
+            )
+            hostile.expect("exception that cannot be rebuilt", ok, detail)
+            # 6: threads and forked children left running by tasks.
+            value = await pool.submit(faulty.leave_thread_running, round_)
+            hostile.expect("thread left running", value == round_, repr(value))
+            pid = await pool.submit(faulty.fork_child_that_lives_on, tmp)
+            hostile.expect("forked child", pid in pool.worker_pids(), f"pid {pid}")
+            await pool.submit(faulty.fork_sleeping_child, tmp)
+            await anyio.sleep(0.05)
+
+
 # ── leaks ────────────────────────────────────────────────────────────────────────────
 
 
@@ -300,10 +461,31 @@ def _infrastructure() -> set[int]:
 
 
 def _segments() -> set[str]:
+    """Our segments: aiopar's carry the pid of the process that made them (other
+    programs using aiopar on this machine meanwhile are not ours to count)."""
+    mine = f"-{os.getpid()}-"
     try:
-        return {name for name in os.listdir("/dev/shm") if name.startswith(("psm_", "aiopar"))}
+        names = os.listdir("/dev/shm")
     except FileNotFoundError:
         return set()
+    return {n for n in names if n.startswith("psm_") or (n.startswith("aiopar") and mine in n)}
+
+
+def _still_running(pids: list[int]) -> set[int]:
+    """Those of ``pids`` still running (not zombies) after up to 5 s."""
+
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 5.0
+    alive = {pid for pid in pids if running(pid)}
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = {pid for pid in alive if running(pid)}
+    return alive
 
 
 def _leaks(children: set[int], segments: set[str]) -> tuple[set[int], set[str]]:
@@ -320,7 +502,7 @@ def _leaks(children: set[int], segments: set[str]) -> tuple[set[int], set[str]]:
 # ── main ─────────────────────────────────────────────────────────────────────────────
 
 
-async def soak(seed: int, workers: int | None) -> int:
+async def soak(seed: int, workers: int | None, with_hostile: bool = True) -> int:
     plan = make_plan(seed)
     tally = Tally()
     ref = reference(plan)
@@ -330,11 +512,15 @@ async def soak(seed: int, workers: int | None) -> int:
     children, segments = _children(), _segments()
     began = time.monotonic()
     pool = aiopar.Pool(workers)
+    hostile = Hostile()
+    tmp = tempfile.TemporaryDirectory(prefix="aiopar-soak-")
     async with pool:
         finished = anyio.Event()
         async with anyio.create_task_group() as group:
             group.start_soon(inject_kills, pool, total_units, tally, finished)
             async with anyio.create_task_group() as work:
+                if with_hostile:
+                    work.start_soon(run_hostile, pool, hostile, tmp.name)
                 work.start_soon(run_graph, pool, plan, tally, got)
                 work.start_soon(
                     run_calls, plan.map_calls,
@@ -366,6 +552,10 @@ async def soak(seed: int, workers: int | None) -> int:
             tally.check(units, expected, outcome, f"{label} {index}")
 
     leaked_procs, leaked_segs = _leaks(children, segments)
+    # Children that hostile tasks forked and that outlived the pool (must be none).
+    sleepers = [int(p.name.split("-")[1]) for p in Path(tmp.name).glob("sleeper-*")]
+    leaked_procs |= _still_running(sleepers)
+    tmp.cleanup()
     propagated = sum(not (ref["leaves"][a].ok and ref["leaves"][b].ok) for a, b in plan.join_deps)
     own = tally.expected_failures - propagated
     print(f"aiopar soak run: seed {seed}, {workers_used} workers, {elapsed:.1f} s")
@@ -385,13 +575,20 @@ async def soak(seed: int, workers: int | None) -> int:
         f"crashes survived:   {tally.crashes} of {KILLS} injected worker kills "
         f"(at {', '.join(f'{p}%' for p in tally.kills_at)} of the work)"
     )
+    if with_hostile:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in hostile.kinds.items())
+        print(f"hostile phase:      {hostile.passed} of {hostile.checks} behaved ({kinds})")
     print(f"results lost:       {tally.lost}")
     print(f"processes leaked:   {len(leaked_procs)}")
     print(f"segments leaked:    {len(leaked_segs)} (in /dev/shm)")
-    for problem in tally.problems[:20]:
+    for problem in (tally.problems + hostile.problems)[:20]:
         print("  problem:", problem)
     for pid in sorted(leaked_procs):
-        print("  leaked process:", pid)
+        try:
+            what = " ".join(psutil.Process(pid).cmdline())[:100]
+        except psutil.NoSuchProcess:
+            what = "(gone since)"
+        print("  leaked process:", pid, what)
     for name in sorted(leaked_segs):
         print("  leaked segment:", name)
     bad = (
@@ -402,6 +599,7 @@ async def soak(seed: int, workers: int | None) -> int:
         or leaked_procs
         or leaked_segs
         or tally.tasks != total_units
+        or hostile.passed != hostile.checks
     )
     return 1 if bad else 0
 
@@ -410,8 +608,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--no-hostile", action="store_true", help="leave out the hostile phase")
     args = parser.parse_args()
-    sys.exit(anyio.run(soak, args.seed, args.workers))
+    sys.exit(anyio.run(soak, args.seed, args.workers, not args.no_hostile))
 
 
 if __name__ == "__main__":
