@@ -185,3 +185,15 @@ def rss_kept_after_free(nbytes: int) -> int:
     block = np.ones(nbytes // 8)
     del block
     return rss() - before
+
+
+def pid_and_value(x: Any) -> tuple[int, Any]:
+    """This worker's pid with ``x``: which process ran which item."""
+    return os.getpid(), x
+
+
+def append_pid(path: str) -> int:
+    """Record one run of this task, by the pid that ran it."""
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return os.getpid()
