@@ -4,6 +4,10 @@ Made on first use, with default options, and kept for the life of the process: e
 event loop that comes after (each test's own loop in a test suite, asyncio, uvloop and
 trio alike) reuses its workers. Closed at interpreter exit, or by ``await shutdown()``,
 after which the next call makes a new one.
+
+Inside a worker process the default pool starts no processes: it runs each call in
+that worker, in order (see ``_inline.py``), so a task may call ``aiopar.amap`` or
+``aiopar.submit`` without multiplying processes or keeping its pool from closing.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import atexit
 import threading
 
 from ._pool import Pool
+from ._worker import in_worker
 
 __all__ = ["get_default_pool", "shutdown"]
 
@@ -24,8 +29,12 @@ def get_default_pool() -> Pool:
     global _pool
     with _lock:
         if _pool is None:
-            pool = Pool()
-            pool.open()
+            if in_worker():
+                pool = Pool(workers=1)
+                pool._open_inline()
+            else:
+                pool = Pool()
+                pool.open()
             _pool = pool
         return _pool
 

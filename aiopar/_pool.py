@@ -29,6 +29,7 @@ import cloudpickle
 from . import _maps, _reduce, _tasks
 from ._chunks import check_positive
 from ._executor import Dispatcher, Job
+from ._inline import InlineRunner, Runner
 from ._tasks import RemoteFunction, TaskRef
 from ._waiting import FutureWatcher, wait_all_shielded
 
@@ -218,7 +219,7 @@ class Pool:
         self._max_tasks_per_child = max_tasks_per_child
         self._executor = executor
         self._retries = retries
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: Runner | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -297,7 +298,7 @@ class Pool:
 
     # ── what the methods share ─────────────────────────────────────────────────────
 
-    def _require_dispatcher(self) -> Dispatcher:
+    def _require_dispatcher(self) -> Runner:
         if self._dispatcher is None:
             if self._closed:
                 raise RuntimeError("this Pool is closed; make a new one")
@@ -476,3 +477,13 @@ class Pool:
         return await _reduce.tree_reduce(
             self, func, items, initial=initial, chunksize=chunksize, ordered=ordered
         )
+
+    # ── in-process ─────────────────────────────────────────────────────────────────
+
+    def _open_inline(self) -> None:
+        """Open this pool to run its jobs in this process, in order (see ``_inline.py``)
+        instead of in worker processes."""
+        if self._closed:
+            raise RuntimeError("this Pool is closed; make a new one")
+        if self._dispatcher is None:
+            self._dispatcher = InlineRunner()

@@ -236,6 +236,11 @@ def worker_state() -> Any:
     return _state
 
 
+def in_worker() -> bool:
+    """Whether this process is an aiopar worker (its initializer has run)."""
+    return _state is not _NOT_IN_WORKER
+
+
 def init_worker(
     slots: Any,
     main_pid: int,

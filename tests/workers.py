@@ -197,3 +197,72 @@ def append_pid(path: str) -> int:
     with open(path, "a") as f:
         f.write(f"{os.getpid()}\n")
     return os.getpid()
+
+
+def _children() -> int:
+    """How many live child processes this process has."""
+    import psutil
+
+    return sum(
+        1
+        for child in psutil.Process().children(recursive=True)
+        if child.status() != psutil.STATUS_ZOMBIE
+    )
+
+
+def nested_sync(x: int) -> tuple[int, int]:
+    """From plain code in a worker: a small task graph on the default pool."""
+    first = aiopar.submit(square, x)
+    second = aiopar.submit(add, first, 1)
+    return second.future.result(), _children()
+
+
+async def _nested_calls(n: int) -> tuple[list[int], int, int, str]:
+    squares = await aiopar.amap(square, range(n))
+    chain = aiopar.submit(add, aiopar.submit(square, n), aiopar.submit(double, n))
+    streamed = [value async for value in aiopar.imap(double, range(n))]
+    try:
+        await aiopar.submit(fail, n)
+    except ValueError as exc:
+        error = type(exc).__name__
+    else:
+        error = "nothing raised"
+    return squares, await chain, sum(streamed), error
+
+
+def nested_asyncio(n: int) -> tuple[tuple[list[int], int, int, str], int]:
+    """``asyncio.run`` of aiopar calls inside a worker."""
+    import asyncio
+
+    return asyncio.run(_nested_calls(n)), _children()
+
+
+def nested_trio(n: int) -> tuple[tuple[list[int], int, int, str], int]:
+    """``trio.run`` of aiopar calls inside a worker."""
+    import trio
+
+    return trio.run(_nested_calls, n), _children()
+
+
+def nested_remote(x: int) -> int:
+    """A ``@remote`` function called with ``.remote()`` inside a worker."""
+    return aiopar.remote(square).remote(x).future.result()
+
+
+def append_item(path: str, item: Any) -> Any:
+    """Record ``item`` in the file at ``path`` (to see which calls ran, in which order)."""
+    with open(path, "a") as f:
+        f.write(f"{item}\n")
+    return item
+
+
+def mutate(items: list[Any]) -> list[Any]:
+    items.append("changed in the task")
+    return items
+
+
+def return_lock(_: Any = None) -> Any:
+    """A result that cannot be pickled."""
+    import threading
+
+    return threading.Lock()
