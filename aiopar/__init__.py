@@ -1,5 +1,7 @@
 """aiopar: run CPU-bound work on all cores without leaving the event loop."""
 
+from ._completion import as_completed as as_completed
+from ._completion import wait as wait
 from ._default import get_default_pool as get_default_pool
 from ._default import shutdown as shutdown
 from ._functions import amap as amap
@@ -26,6 +28,7 @@ __all__ = [
     "WorkerCrashedError",
     "amap",
     "amap_chunks",
+    "as_completed",
     "gather",
     "get_default_pool",
     "imap",
@@ -33,5 +36,6 @@ __all__ = [
     "shutdown",
     "submit",
     "tree_reduce",
+    "wait",
     "worker_state",
 ]

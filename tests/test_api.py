@@ -21,6 +21,8 @@ CONTRACT = {
     "worker_state",
     "TaskRef",
     "WorkerCrashedError",
+    "as_completed",
+    "wait",
 }
 
 

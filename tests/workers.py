@@ -266,3 +266,13 @@ def return_lock(_: Any = None) -> Any:
     import threading
 
     return threading.Lock()
+
+
+def wait_for_file(path: str, value: Any = None, seconds: float = 30.0) -> Any:
+    """Return ``value`` once the file at ``path`` exists (the test says when to finish)."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+    return value
