@@ -9,6 +9,7 @@ from ._functions import amap_chunks as amap_chunks
 from ._functions import gather as gather
 from ._functions import imap as imap
 from ._functions import remote as remote
+from ._functions import starmap as starmap
 from ._functions import submit as submit
 from ._functions import tree_reduce as tree_reduce
 from ._pool import Pool as Pool
@@ -34,6 +35,7 @@ __all__ = [
     "imap",
     "remote",
     "shutdown",
+    "starmap",
     "submit",
     "tree_reduce",
     "wait",

@@ -12,7 +12,7 @@ from collections.abc import (
     Callable,
     Iterable,
 )
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, TypeVarTuple, overload
 
 from . import _tasks
 from ._default import get_default_pool
@@ -20,10 +20,20 @@ from ._pool import Pool
 from ._reduce import NO_INITIAL
 from ._tasks import RemoteFunction, TaskRef
 
-__all__ = ["amap", "amap_chunks", "gather", "imap", "remote", "submit", "tree_reduce"]
+__all__ = [
+    "amap",
+    "amap_chunks",
+    "gather",
+    "imap",
+    "remote",
+    "starmap",
+    "submit",
+    "tree_reduce",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
 T = TypeVar("T")
 
 
@@ -49,6 +59,24 @@ async def amap(
     See :meth:`aiopar.Pool.amap`; ``pool=None`` uses the default pool.
     """
     return await _pool(pool).amap(
+        func, items, chunksize=chunksize, ordered=ordered, progress=progress
+    )
+
+
+async def starmap(
+    func: Callable[[*Ts], R],
+    items: Iterable[tuple[*Ts]] | AsyncIterable[tuple[*Ts]],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    progress: bool = False,
+    pool: Pool | None = None,
+) -> list[R]:
+    """Return ``[func(*args) for args in items]``, computed in worker processes, in chunks.
+
+    See :meth:`aiopar.Pool.starmap`; ``pool=None`` uses the default pool.
+    """
+    return await _pool(pool).starmap(
         func, items, chunksize=chunksize, ordered=ordered, progress=progress
     )
 

@@ -36,12 +36,12 @@ from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split
 from ._chunks import combine as combine_answers
 from ._executor import Job
 from ._waiting import FutureWatcher
-from ._worker import CALL, MAP
+from ._worker import CALL, MAP, Star
 
 if TYPE_CHECKING:
     from ._pool import Pool
 
-__all__ = ["amap", "amap_chunks", "imap"]
+__all__ = ["amap", "amap_chunks", "imap", "starmap"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -213,6 +213,22 @@ async def amap(
         async for chunk in results:
             values.extend(chunk)
     return values
+
+
+async def starmap(
+    pool: Pool,
+    func: Callable[..., R],
+    items: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
+    *,
+    chunksize: int | None,
+    ordered: bool,
+    progress: bool,
+) -> list[R]:
+    if not callable(func):
+        raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
+    return await amap(
+        pool, Star(func), items, chunksize=chunksize, ordered=ordered, progress=progress
+    )
 
 
 async def amap_chunks(

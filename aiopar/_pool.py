@@ -21,7 +21,7 @@ from collections.abc import (
     Iterable,
 )
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, TypeVarTuple, overload
 
 import anyio
 import cloudpickle
@@ -38,6 +38,7 @@ __all__ = ["Pool"]
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 CancelMode = Literal["wait", "kill"]
 _NO_INITIAL: Any = _reduce.NO_INITIAL
@@ -476,6 +477,30 @@ class Pool:
         """
         return await _reduce.tree_reduce(
             self, func, items, initial=initial, chunksize=chunksize, ordered=ordered
+        )
+
+    async def starmap(
+        self,
+        func: Callable[[*Ts], R],
+        items: Iterable[tuple[*Ts]] | AsyncIterable[tuple[*Ts]],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        progress: bool = False,
+    ) -> list[R]:
+        """Return ``[func(*args) for args in items]``, computed in the workers, in chunks.
+
+        As :meth:`amap`, but each item is a tuple of arguments, unpacked in the call
+        (``multiprocessing.Pool.starmap``, ``itertools.starmap``): for example
+        ``await pool.starmap(pow, [(2, 5), (3, 2)])`` returns ``[32, 9]``.
+
+        Raises:
+            TypeError: when an item is not a tuple (or other iterable) of arguments.
+
+        Cancellation: as :meth:`amap`.
+        """
+        return await _maps.starmap(
+            self, func, items, chunksize=chunksize, ordered=ordered, progress=progress
         )
 
     # ── in-process ─────────────────────────────────────────────────────────────────

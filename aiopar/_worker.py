@@ -398,6 +398,28 @@ def _portable_exception(exc: BaseException) -> BaseException:
     return _ByValue(exc)
 
 
+class Star:
+    """Calls ``func(*args)`` for one item ``args``: the function ``starmap`` sends.
+
+    It bears the name of ``func``, for labels and messages.
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self.__qualname__ = getattr(func, "__qualname__", type(func).__name__)
+
+    def __call__(self, args: Any) -> Any:
+        try:
+            unpacked = tuple(args)
+        except TypeError:
+            raise TypeError(
+                f"starmap({self.__qualname__}) calls func(*item) for each item, so each item "
+                f"must be a tuple of arguments; got {type(args).__name__}: {args!r:.80} (use "
+                "amap() to pass each item as one argument)"
+            ) from None
+        return self.func(*unpacked)
+
+
 def run_job(
     slot: int,
     func_blob: bytes,

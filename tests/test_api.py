@@ -23,6 +23,7 @@ CONTRACT = {
     "WorkerCrashedError",
     "as_completed",
     "wait",
+    "starmap",
 }
 
 
@@ -48,7 +49,16 @@ def test_every_public_name_has_a_docstring() -> None:
 
 
 def test_pool_methods_and_module_functions_match() -> None:
-    for name in ("amap", "amap_chunks", "imap", "submit", "tree_reduce", "gather", "remote"):
+    for name in (
+        "amap",
+        "amap_chunks",
+        "imap",
+        "starmap",
+        "submit",
+        "tree_reduce",
+        "gather",
+        "remote",
+    ):
         method = inspect.signature(getattr(aiopar.Pool, name))
         function = inspect.signature(getattr(aiopar, name))
         method_params = [p for p in method.parameters if p != "self"]

@@ -116,3 +116,39 @@ async def test_cancelling_a_waiter_leaves_the_tasks_alone(
     _release(gate)
     assert await ref == "kept"
     assert not isinstance(ref.future.exception(), cf.CancelledError)
+
+
+# ── starmap ────────────────────────────────────────────────────────────────────────
+
+
+async def _pairs(count: int) -> AsyncIterator[tuple[int, int]]:
+    for n in range(count):
+        await anyio.lowlevel.checkpoint()
+        yield n, n + 1
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_starmap_unpacks_each_tuple(pool: aiopar.Pool) -> None:
+    pairs = [(x, 10 * x) for x in range(30)]
+    assert await pool.starmap(workers.add, pairs) == [11 * x for x in range(30)]
+    assert await pool.starmap(pow, [(2, 5), (3, 2)], chunksize=1) == [32, 9]
+    unordered = await pool.starmap(workers.add, pairs, ordered=False, chunksize=4)
+    assert sorted(unordered) == [11 * x for x in range(30)]
+    assert await pool.starmap(workers.add, _pairs(5)) == [1, 3, 5, 7, 9]
+    assert await aiopar.starmap(workers.concat, [("a", "b"), ["c", "d"]], pool=pool) == [
+        "ab",
+        "cd",
+    ]
+    assert await pool.starmap(workers.total, [(), (1,), (1, 2, 3)]) == [0, 1, 6]
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_starmap_says_what_an_item_must_be(pool: aiopar.Pool) -> None:
+    with pytest.raises(TypeError, match=r"starmap\(add\).*got int: 3 \(use amap\(\)"):
+        await pool.starmap(workers.add, [(1, 2), 3])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="bad item 3"):
+        await pool.starmap(workers.fail_on, [(x,) for x in range(5)])
+    with pytest.raises(TypeError, match="func must be callable"):
+        await pool.starmap(42, [(1,)])  # type: ignore[arg-type]
