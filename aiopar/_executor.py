@@ -89,6 +89,7 @@ class Job:
     future: cf.Future[Any] = field(default_factory=cf.Future)
     elapsed: float = 0.0  # seconds the worker spent computing, for chunk sizing
     id: int = field(default_factory=lambda: next(_job_ids))
+    retries: int | None = None  # runs again after a crash of its worker; None: the pool's
     # Managed by the dispatcher thread only:
     slot: int = -1
     generation: int = -1
@@ -486,7 +487,7 @@ class Dispatcher:
         if job.cancel_requested or self._closed:
             _set_exception(job.future, _cancel_error(job))
         elif crash is not None and crash.exitcode is not None:
-            if job.attempts < self._retries:
+            if job.attempts < (self._retries if job.retries is None else job.retries):
                 job.attempts += 1
                 self._resent.append(job)
             else:

@@ -39,7 +39,7 @@ from ._waiting import FutureWatcher
 from ._worker import CALL, MAP, Star
 
 if TYPE_CHECKING:
-    from ._pool import Pool
+    from ._pool import CancelMode, Pool
 
 __all__ = ["amap", "amap_chunks", "imap", "starmap"]
 
@@ -100,6 +100,7 @@ async def _chunk_results(
     max_inflight: int | None,
     progress: bool = False,
     caller: str = "imap",
+    cancel: CancelMode | None = None,
 ) -> AsyncGenerator[list[Any], None]:
     """Yield the result list of each chunk; the engine of imap and amap."""
     from ._pool import func_name, pickle_function
@@ -165,7 +166,7 @@ async def _chunk_results(
             bar.update(size)
             yield result
     except BaseException as exc:
-        await pool._abandon(out, watcher, exc)
+        await pool._abandon(out, watcher, exc, cancel)
         raise
     finally:
         bar.close()
@@ -179,9 +180,16 @@ async def imap(
     chunksize: int | None,
     ordered: bool,
     max_inflight: int | None,
+    cancel: CancelMode | None = None,
 ) -> AsyncGenerator[R, None]:
     results = _chunk_results(
-        pool, func, items, chunksize=chunksize, ordered=ordered, max_inflight=max_inflight
+        pool,
+        func,
+        items,
+        chunksize=chunksize,
+        ordered=ordered,
+        max_inflight=max_inflight,
+        cancel=cancel,
     )
     async with contextlib.aclosing(results):
         async for chunk in results:
@@ -197,6 +205,7 @@ async def amap(
     chunksize: int | None,
     ordered: bool,
     progress: bool,
+    cancel: CancelMode | None = None,
 ) -> list[R]:
     values: list[R] = []
     results = _chunk_results(
@@ -208,6 +217,7 @@ async def amap(
         max_inflight=None,
         progress=progress,
         caller="amap",
+        cancel=cancel,
     )
     async with contextlib.aclosing(results):
         async for chunk in results:
@@ -223,11 +233,18 @@ async def starmap(
     chunksize: int | None,
     ordered: bool,
     progress: bool,
+    cancel: CancelMode | None = None,
 ) -> list[R]:
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
     return await amap(
-        pool, Star(func), items, chunksize=chunksize, ordered=ordered, progress=progress
+        pool,
+        Star(func),
+        items,
+        chunksize=chunksize,
+        ordered=ordered,
+        progress=progress,
+        cancel=cancel,
     )
 
 
@@ -240,6 +257,7 @@ async def amap_chunks(
     chunksize: int | None,
     combine: str | Callable[[list[Any]], Any] | None,
     progress: bool,
+    cancel: CancelMode | None = None,
 ) -> Any:
     from ._pool import func_name, pickle_function
 
@@ -276,7 +294,7 @@ async def amap_chunks(
             finished.result()  # raise the first failure at once
             bar.update(1)
     except BaseException as exc:
-        await pool._abandon(jobs, watcher, exc)
+        await pool._abandon(jobs, watcher, exc, cancel)
         if output is not None:
             _shm.release_output(output, written=False)
         raise

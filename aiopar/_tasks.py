@@ -21,11 +21,12 @@ import anyio
 
 from ._checks import check_arguments
 from ._executor import Job
+from ._options import TaskOptions
 from ._waiting import FutureWatcher, wait_all_shielded
 from ._worker import CALL
 
 if TYPE_CHECKING:
-    from ._pool import Pool
+    from ._pool import CancelMode, Pool
 
 __all__ = ["RemoteFunction", "TaskRef", "gather", "submit"]
 
@@ -46,15 +47,17 @@ class TaskRef(Generic[R]):
 
     Cancellation: a caller cancelled while awaiting a ref cancels its task, as awaiting
     an :class:`asyncio.Task` does: a task that has not started never runs; one already
-    running is awaited or its worker killed, as the pool's ``cancel`` option says. Use
+    running is awaited or its worker killed, as the pool's ``cancel`` option says (or
+    the task's own, from ``f.options(cancel=...).remote(...)``). Use
     :func:`anyio.CancelScope` with ``shield=True`` to wait without that effect.
     """
 
-    __slots__ = ("_job", "_pool")
+    __slots__ = ("_cancel", "_job", "_pool")
 
-    def __init__(self, job: Job, pool: Pool) -> None:
+    def __init__(self, job: Job, pool: Pool, cancel: CancelMode | None = None) -> None:
         self._job = job
         self._pool = pool
+        self._cancel = cancel
 
     def __repr__(self) -> str:
         future = self._job.future
@@ -113,7 +116,7 @@ class TaskRef(Generic[R]):
             try:
                 await watcher.wait_for(future)
             except BaseException as exc:
-                await self._pool._abandon([self._job], watcher, exc)
+                await self._pool._abandon([self._job], watcher, exc, self._cancel)
                 raise
         else:
             await anyio.lowlevel.checkpoint()
@@ -151,17 +154,26 @@ def _resolve(value: Any, depth: int = 0) -> Any:
 
 
 def submit(
-    pool: Pool, func: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
+    pool: Pool,
+    func: Callable[..., R],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: TaskOptions | None = None,
 ) -> TaskRef[R]:
-    """Make the job for ``func(*args, **kwargs)`` and send it once its dependencies are in."""
+    """Make the job for ``func(*args, **kwargs)`` and send it once its dependencies are in.
+
+    ``options``: the task's own ``cancel`` and ``retries``, instead of the pool's.
+    """
     from ._pool import func_name, pickle_function
 
     dispatcher = pool._require_dispatcher()
+    cancel = pool._check_cancel(options.cancel) if options is not None else None
     blob = pickle_function(func)
     label = f"task {func_name(func)}#{next(_task_ids)}"
     check_arguments(args, kwargs, label)
     job = Job(blob, CALL, None, label)
-    ref: TaskRef[R] = TaskRef(job, pool)
+    job.retries = options.retries if options is not None else None
+    ref: TaskRef[R] = TaskRef(job, pool, cancel)
     found: dict[int, TaskRef[Any]] = {}
     _find_refs((args, kwargs), found)
     if not found:
@@ -281,11 +293,16 @@ async def _abandon_refs(
 ) -> None:
     """Cancel the unfinished tasks of ``refs`` as ``await ref`` would, pool by pool: all
     of them are stopped before any running one is waited for."""
-    pools: dict[int, tuple[Pool, list[Job]]] = {}
+    groups: dict[tuple[int, CancelMode | None], tuple[Pool, list[Job]]] = {}
     for ref in refs:
         if not ref.future.done():
-            pools.setdefault(id(ref._pool), (ref._pool, []))[1].append(ref._job)
-    running = [job for pool, jobs in pools.values() for job in pool._stop(jobs, cause)]
+            key = (id(ref._pool), ref._cancel)
+            groups.setdefault(key, (ref._pool, []))[1].append(ref._job)
+    running = [
+        job
+        for (_, cancel), (pool, jobs) in groups.items()
+        for job in pool._stop(jobs, cause, cancel)
+    ]
     await wait_all_shielded([job.future for job in running], watcher)
 
 
@@ -294,25 +311,60 @@ class RemoteFunction(Generic[P, R]):
 
     ``f(*args)`` still runs the function here; ``f.remote(*args)`` submits it to the
     pool and returns a :class:`TaskRef`, to await or to pass to other ``.remote()``
-    calls as a dependency.
+    calls as a dependency. ``f.options(...)`` returns a copy with other options.
     """
 
-    def __init__(self, func: Callable[P, R], *, pool: Pool | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        pool: Pool | None = None,
+        options: TaskOptions | None = None,
+    ) -> None:
         if not callable(func):
             raise TypeError(f"remote() needs a callable, got {type(func).__name__}")
         self._func = func
-        self._pool = pool
+        self._options = options if options is not None else TaskOptions()
+        if pool is not None:
+            self._options = self._options.merged({"pool": pool})
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._func(*args, **kwargs)
+
+    @property
+    def _pool(self) -> Pool | None:
+        return self._options.pool
+
+    def options(self, **options: Any) -> RemoteFunction[P, R]:
+        """Return a copy of this function whose ``.remote()`` calls use these options.
+
+        Like Ray's ``f.options(...)``; the original keeps its own options::
+
+            ref = slow.options(cancel="kill", retries=2).remote(x)
+
+        Args:
+            cancel: ``"wait"`` or ``"kill"``: what cancelling a caller awaiting the
+                task does to it once it runs (see :class:`TaskRef`); None: the pool's.
+            retries: how many times the task runs again when its worker crashes;
+                None: the pool's. ``max_retries`` (Ray's name) is accepted too.
+            pool: the :class:`aiopar.Pool` to submit to; None: the default pool.
+
+        Raises:
+            TypeError: for an option aiopar does not have: Ray's ``num_cpus``,
+                ``num_gpus``, ``resources``, ``memory``, ``num_returns``, ``name``,
+                ``runtime_env``, ``scheduling_strategy`` and the like are refused with
+                the aiopar way to get what they are for.
+            ValueError: for a bad value, naming the option.
+        """
+        return RemoteFunction(self._func, options=self._options.merged(options))
 
     def remote(self, *args: Any, **kwargs: Any) -> TaskRef[R]:
         """Submit ``func(*args, **kwargs)``; TaskRefs among the arguments are dependencies."""
         from ._default import get_default_pool
 
         pool = self._pool if self._pool is not None else get_default_pool()
-        return submit(pool, self._func, args, kwargs)
+        return submit(pool, self._func, args, kwargs, self._options)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Sent to a worker (say, called inside another task): the plain function will do.

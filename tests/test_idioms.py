@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
+import psutil
 import pytest
 
 import aiopar
-from tests import workers
+from tests import faulty, workers
 
 
 @pytest.fixture
@@ -152,3 +153,147 @@ async def test_starmap_says_what_an_item_must_be(pool: aiopar.Pool) -> None:
         await pool.starmap(workers.fail_on, [(x,) for x in range(5)])
     with pytest.raises(TypeError, match="func must be callable"):
         await pool.starmap(42, [(1,)])  # type: ignore[arg-type]
+
+
+# ── cancel= on each call ───────────────────────────────────────────────────────────
+
+
+async def _cancel_once_started(folder: pathlib.Path, call: Callable[[], Awaitable[object]]) -> int:
+    """Run ``call``; cancel it once its task has started; return the task's pid."""
+    started = folder / "started"
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as group:
+
+            async def run() -> None:
+                await call()
+
+            group.start_soon(run)
+            with anyio.fail_after(30):
+                while not started.exists() or not started.read_text():
+                    await anyio.sleep(0.01)
+            scope.cancel()
+    assert scope.cancelled_caught
+    return int(started.read_text())
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _kill_calls(pool: aiopar.Pool, folder: str) -> list[Callable[[], Awaitable[object]]]:
+    task = workers.start_then_finish
+    return [
+        lambda: pool.amap(task, [folder], cancel="kill"),
+        lambda: pool.starmap(task, [(folder,)], cancel="kill"),
+        lambda: pool.amap_chunks(
+            workers.start_then_finish_piece, [folder], cancel="kill", combine=None
+        ),
+        lambda: pool.tree_reduce(workers.start_then_finish_pair, [folder, folder], cancel="kill"),
+        lambda: aiopar.amap(task, [folder], cancel="kill", pool=pool),
+        lambda: pool.remote(task).options(cancel="kill").remote(folder),
+        lambda: aiopar.remote(task, pool=pool, cancel="kill").remote(folder),
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(90)
+async def test_cancel_kill_on_a_call_kills_its_running_task(tmp_path: pathlib.Path) -> None:
+    async with aiopar.Pool(workers=1) as pool:  # cancel="wait" for the pool
+        for index in range(len(_kill_calls(pool, ""))):
+            folder = tmp_path / str(index)
+            folder.mkdir()
+            call = _kill_calls(pool, str(folder))[index]
+            pid = await _cancel_once_started(folder, call)
+            # the caller returned without waiting the 3 s out: the task never finished
+            assert not (folder / "finished").exists(), index
+            assert not _is_alive(pid), index
+        assert await pool.submit(workers.square, 3) == 9  # a new worker took over
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_cancel_wait_on_a_call_overrides_a_killing_pool(tmp_path: pathlib.Path) -> None:
+    async with aiopar.Pool(workers=1, cancel="kill") as pool:
+        call = lambda: pool.amap(workers.start_then_finish, [str(tmp_path)], cancel="wait")  # noqa: E731
+        pid = await _cancel_once_started(tmp_path, call)
+        assert (tmp_path / "finished").read_text() == str(pid)  # waited for, not killed
+        assert pool.worker_pids() == [pid]
+
+
+@pytest.mark.anyio
+async def test_a_bad_cancel_option_is_refused(pool: aiopar.Pool) -> None:
+    with pytest.raises(ValueError, match='cancel must be "wait", "kill" or None'):
+        await pool.amap(workers.square, [1], cancel="terminate")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match='cancel must be "wait", "kill" or None'):
+        pool.remote(workers.square).options(cancel="now")
+    with cf.ThreadPoolExecutor(1) as executor:
+        async with aiopar.Pool(executor=executor) as foreign:
+            with pytest.raises(ValueError, match=r"cannot kill the workers of executor="):
+                pool_call = foreign.imap(workers.square, [1], cancel="kill")
+                await pool_call.__anext__()
+
+
+# ── .options() ─────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_options_set_retries_per_task(pool: aiopar.Pool, tmp_path: pathlib.Path) -> None:
+    crashy = pool.remote(faulty.crash_first_time)
+    with pytest.raises(aiopar.WorkerCrashedError):
+        await crashy.remote(str(tmp_path / "a"), "a")  # the pool's retries=0
+    assert await crashy.options(retries=1).remote(str(tmp_path / "b"), "b") == "b"
+    assert await crashy.options(max_retries=1).remote(str(tmp_path / "c"), "c") == "c"
+    ray_style = aiopar.remote(faulty.crash_first_time, pool=pool, max_retries=2)
+    assert await ray_style.remote(str(tmp_path / "d"), "d") == "d"
+    with pytest.raises(aiopar.WorkerCrashedError):  # the original kept its options
+        await crashy.remote(str(tmp_path / "e"), "e")
+
+
+@pytest.mark.anyio
+async def test_options_pool_and_copies(pool: aiopar.Pool) -> None:
+    square = aiopar.remote(workers.square)
+    on_pool = square.options(pool=pool)
+    assert await on_pool.remote(4) == 16
+    assert on_pool._pool is pool and square._pool is None
+    assert on_pool(5) == 25  # still callable here
+    assert await square.options(cancel="kill", retries=0, pool=pool).remote(3) == 9
+
+
+@pytest.mark.parametrize(
+    ("option", "hint"),
+    [
+        ("num_cpus", r"Pool\(workers=n\)"),
+        ("num_gpus", r"Pool\(workers=n\)"),
+        ("resources", r"Pool\(workers=n\)"),
+        ("memory", r"Pool\(workers=n\)"),
+        ("num_returns", "return a tuple"),
+        ("max_calls", r"max_tasks_per_child"),
+        ("retry_exceptions", "only when its worker crashed"),
+        ("runtime_env", "initializer"),
+        ("scheduling_strategy", "no placement"),
+        ("name", "named after their function"),
+    ],
+)
+def test_rays_other_options_are_refused_with_the_aiopar_way(option: str, hint: str) -> None:
+    square = aiopar.remote(workers.square)
+    with pytest.raises(TypeError, match=rf"Ray's option {option}= is not supported.*{hint}"):
+        square.options(**{option: 1})
+    with pytest.raises(TypeError, match=rf"Ray's option {option}="):
+        aiopar.remote(workers.square, **{option: 1})
+
+
+def test_bad_option_values_are_refused() -> None:
+    square = aiopar.remote(workers.square)
+    with pytest.raises(TypeError, match="unknown option colour="):
+        square.options(colour="red")
+    with pytest.raises(ValueError, match="retry forever"):
+        square.options(max_retries=-1)
+    with pytest.raises(ValueError, match="retries must be an int >= 0"):
+        square.options(retries=-2)
+    with pytest.raises(TypeError, match=r"pool must be an aiopar\.Pool"):
+        square.options(pool="default")

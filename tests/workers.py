@@ -276,3 +276,24 @@ def wait_for_file(path: str, value: Any = None, seconds: float = 30.0) -> Any:
             raise TimeoutError(f"{path} never appeared")
         time.sleep(0.01)
     return value
+
+
+def start_then_finish(folder: str, seconds: float = 3.0) -> str:
+    """Write ``started`` (with our pid) in ``folder``, sleep, then write ``finished``:
+    a task cancelled with cancel="kill" never writes the second file."""
+    with open(os.path.join(folder, "started"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    with open(os.path.join(folder, "finished"), "w") as f:
+        f.write(str(os.getpid()))
+    return folder
+
+
+def start_then_finish_pair(left: str, right: str) -> str:
+    """:func:`start_then_finish` for tree_reduce (``left`` is the folder)."""
+    return start_then_finish(left)
+
+
+def start_then_finish_piece(piece: list[str]) -> str:
+    """:func:`start_then_finish` for amap_chunks (a piece of a list of folders)."""
+    return start_then_finish(piece[0])
