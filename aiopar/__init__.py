@@ -8,6 +8,7 @@ from ._functions import amap as amap
 from ._functions import amap_chunks as amap_chunks
 from ._functions import gather as gather
 from ._functions import imap as imap
+from ._functions import put as put
 from ._functions import remote as remote
 from ._functions import starmap as starmap
 from ._functions import submit as submit
@@ -33,6 +34,7 @@ __all__ = [
     "gather",
     "get_default_pool",
     "imap",
+    "put",
     "remote",
     "shutdown",
     "starmap",

@@ -26,6 +26,7 @@ __all__ = [
     "amap_chunks",
     "gather",
     "imap",
+    "put",
     "remote",
     "starmap",
     "submit",
@@ -142,6 +143,14 @@ def submit(
     See :meth:`aiopar.Pool.submit`; ``pool=None`` uses the default pool.
     """
     return _pool(pool).submit(func, *args, **kwargs)
+
+
+def put(value: T, *, pool: Pool | None = None) -> TaskRef[T]:
+    """Store ``value`` once, for any number of tasks; return a finished :class:`TaskRef`.
+
+    See :meth:`aiopar.Pool.put`; ``pool=None`` uses the default pool.
+    """
+    return _pool(pool).put(value)
 
 
 async def gather(

@@ -571,6 +571,24 @@ class Pool:
             cancel=self._check_cancel(cancel),
         )
 
+    def put(self, value: T) -> TaskRef[T]:
+        """Store ``value`` once, for any number of tasks; return a finished TaskRef.
+
+        Like ``ray.put``. The ref holds a copy of ``value`` made now; its numpy arrays
+        of 1 MiB or more are copied once into this pool's shared memory, and every
+        task that gets the ref as an argument (or the arrays it holds) reads that
+        memory, without a copy per task. ``await ref`` returns the stored value: its
+        arrays are views of that memory. The memory is freed when the ref and those
+        arrays are gone, and at the latest when the pool closes.
+
+        Blocks while it copies (about 20 ms per 100 MB): from an event loop, put a
+        very big value with ``await anyio.to_thread.run_sync(pool.put, value)``.
+
+        Raises:
+            TypeError: when ``value`` cannot be pickled.
+        """
+        return _tasks.put(self, value)
+
     # ── in-process ─────────────────────────────────────────────────────────────────
 
     def _open_inline(self) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import itertools
+import pickle
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -23,15 +25,16 @@ from ._checks import check_arguments
 from ._executor import Job
 from ._options import TaskOptions
 from ._waiting import FutureWatcher, wait_all_shielded
-from ._worker import CALL
+from ._worker import CALL, dumps
 
 if TYPE_CHECKING:
     from ._pool import CancelMode, Pool
 
-__all__ = ["RemoteFunction", "TaskRef", "gather", "submit"]
+__all__ = ["RemoteFunction", "TaskRef", "gather", "put", "submit"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _task_ids = itertools.count(1)
 # Containers searched for TaskRefs, and rebuilt with results in their place.
@@ -217,6 +220,45 @@ def submit(
     for dependency in found.values():
         dependency.future.add_done_callback(on_dependency_done)
     return ref
+
+
+def put(pool: Pool, value: T) -> TaskRef[T]:
+    """A finished TaskRef holding a copy of ``value``, its big arrays in shared memory.
+
+    The copy is made here, once: numpy arrays of 1 MiB or more are copied into
+    segments of the pool, which are then held as a task's result is (see
+    ``_packing.py``), so a task that receives the ref or those arrays maps the same
+    segment instead of getting a copy. The segments live as long as the arrays over
+    them, and lose their names when the pool closes.
+    """
+    dispatcher = pool._require_dispatcher()
+    job = Job(b"", CALL, None, f"put#{next(_task_ids)}")
+    job.future.set_running_or_notify_cancel()
+    job.future.set_result(_stored_copy(value, dispatcher.arena))
+    return TaskRef(job, pool)
+
+
+def _stored_copy(value: T, arena: Any) -> T:
+    if arena is not None and "numpy" in sys.modules:
+        from . import _packing
+
+        try:
+            data, entries, used = _packing.dump(value, arena=arena)
+        except Exception:
+            pass  # not plain-picklable: a copy by cloudpickle below, arrays and all
+        else:
+            try:
+                return _packing.load_in_parent(data, entries, arena.token)  # type: ignore[no-any-return]
+            finally:
+                arena.give_back(used)  # those the arrays did not take over (none, normally)
+    try:
+        return pickle.loads(dumps(value))  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise TypeError(
+            f"put() keeps a copy of the value, made by pickling it, and this value cannot be "
+            f"pickled ({type(exc).__name__}: {exc}); put picklable data (arrays, plain "
+            "values, dataclasses)"
+        ) from None
 
 
 async def gather(*refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:

@@ -24,6 +24,7 @@ CONTRACT = {
     "as_completed",
     "wait",
     "starmap",
+    "put",
 }
 
 
@@ -58,6 +59,7 @@ def test_pool_methods_and_module_functions_match() -> None:
         "tree_reduce",
         "gather",
         "remote",
+        "put",
     ):
         method = inspect.signature(getattr(aiopar.Pool, name))
         function = inspect.signature(getattr(aiopar, name))

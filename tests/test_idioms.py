@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
+import os
 import pathlib
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
+import numpy as np
 import psutil
 import pytest
 
 import aiopar
+from aiopar import _shm
 from tests import faulty, workers
 
 
@@ -297,3 +302,62 @@ def test_bad_option_values_are_refused() -> None:
         square.options(retries=-2)
     with pytest.raises(TypeError, match=r"pool must be an aiopar\.Pool"):
         square.options(pool="default")
+
+
+# ── put ────────────────────────────────────────────────────────────────────────────
+
+
+def _segment_names(pool: aiopar.Pool) -> set[str]:
+    token = pool._dispatcher.token  # type: ignore[union-attr]
+    return {name for name in os.listdir("/dev/shm") if token in name}
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_put_places_an_array_once_for_every_task(pool: aiopar.Pool) -> None:
+    data = np.arange(1_000_000, dtype=np.float64)  # 8 MB
+    ref = pool.put(data)
+    assert ref.done()
+    stored = await ref
+    assert np.array_equal(stored, data) and stored is not data
+    name = _shm._adopted_name(_shm._root_buffer(stored))
+    assert name is not None  # in a segment of the pool
+    before = _segment_names(pool)
+    answers = await aiopar.gather(*[pool.submit(workers.segment_of, ref) for _ in range(12)])
+    answers += await pool.amap(workers.segment_of, [stored] * 4)
+    assert answers == [(name, float(data.sum()))] * 16  # the same segment, never a copy
+    assert _segment_names(pool) == before  # nothing was copied for the tasks
+    data[0] = 42.0  # a copy was stored: later changes do not reach it
+    assert (await ref)[0] == 0.0
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_put_segment_lives_with_the_ref_and_goes_with_the_pool() -> None:
+    async with aiopar.Pool(workers=1) as pool:
+        ref = pool.put({"weights": np.ones(300_000), "name": "model"})
+        stored = await ref
+        name = _shm._adopted_name(_shm._root_buffer(stored["weights"]))
+        assert name is not None and os.path.exists(f"/dev/shm/{name}")
+        assert stored["name"] == "model"
+        assert await pool.submit(workers.segment_of, stored["weights"]) == (name, 300_000.0)
+        del stored
+        gc.collect()
+        assert await pool.submit(workers.segment_of, (await ref)["weights"]) == (name, 300_000.0)
+        kept = await ref
+    assert not os.path.exists(f"/dev/shm/{name}")  # the pool closed: the name is gone
+    assert kept["weights"].sum() == 300_000.0  # the arrays stay readable
+    del ref, kept  # no_leaks checks that nothing of it stays in /dev/shm
+
+
+@pytest.mark.anyio
+async def test_put_of_small_and_plain_values(pool: aiopar.Pool) -> None:
+    items = [1, 2, 3]
+    ref = aiopar.put(items, pool=pool)
+    items.append(4)
+    assert await ref == [1, 2, 3]
+    assert await pool.submit(workers.total, ref) == 6
+    increment = await pool.put(lambda x: x + 1)  # copied by cloudpickle
+    assert increment(1) == 2
+    with pytest.raises(TypeError, match=r"put\(\) keeps a copy"):
+        pool.put(threading.Lock())

@@ -297,3 +297,13 @@ def start_then_finish_pair(left: str, right: str) -> str:
 def start_then_finish_piece(piece: list[str]) -> str:
     """:func:`start_then_finish` for amap_chunks (a piece of a list of folders)."""
     return start_then_finish(piece[0])
+
+
+def segment_of(array: Any) -> tuple[str | None, float]:
+    """The name of the shared-memory segment ``array`` lies in (None: a private copy),
+    with the array's sum."""
+    from aiopar import _shm
+
+    root = _shm._root_buffer(array)
+    names = [name for name, mapping in _shm._worker_maps._maps.items() if mapping is root]
+    return (names[0] if names else None), float(array.sum())
