@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar, TypeVarTuple, overload
 
 from . import _tasks
 from ._default import get_default_pool
+from ._maps import ProgressOption
 from ._options import TaskOptions
 from ._pool import CancelMode, Pool
 from ._reduce import NO_INITIAL
@@ -53,7 +54,7 @@ async def amap(
     *,
     chunksize: int | None = None,
     ordered: bool = True,
-    progress: bool = False,
+    progress: ProgressOption = False,
     cancel: CancelMode | None = None,
     pool: Pool | None = None,
 ) -> list[R]:
@@ -72,7 +73,7 @@ async def starmap(
     *,
     chunksize: int | None = None,
     ordered: bool = True,
-    progress: bool = False,
+    progress: ProgressOption = False,
     cancel: CancelMode | None = None,
     pool: Pool | None = None,
 ) -> list[R]:
@@ -116,7 +117,7 @@ async def amap_chunks(
     chunks: int | None = None,
     chunksize: int | None = None,
     combine: str | Callable[[list[Any]], Any] | None = "concat",
-    progress: bool = False,
+    progress: ProgressOption = False,
     cancel: CancelMode | None = None,
     pool: Pool | None = None,
 ) -> Any:

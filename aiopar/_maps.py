@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import sys
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -26,7 +27,7 @@ from collections.abc import (
     Sequence,
     Sized,
 )
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -41,7 +42,7 @@ from ._worker import CALL, MAP, Star
 if TYPE_CHECKING:
     from ._pool import CancelMode, Pool
 
-__all__ = ["amap", "amap_chunks", "imap", "starmap"]
+__all__ = ["ProgressBar", "ProgressOption", "amap", "amap_chunks", "imap", "starmap"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,26 +68,62 @@ def _iterate(items: object) -> tuple[Iterator[Any] | AsyncIterator[Any], int | N
     return iter(items), length
 
 
-class _Progress:
-    """A tqdm bar when asked for (shown only on a terminal), else nothing."""
+class ProgressBar(Protocol):
+    """What ``progress=`` accepts besides True and "always": a tqdm-like bar."""
 
-    def __init__(self, enabled: bool, total: int | None, desc: str) -> None:
+    def update(self, n: int = 1, /) -> object: ...
+
+
+ProgressOption = bool | Literal["always"] | ProgressBar
+"""``progress=``: False, True (a bar on a terminal or in a notebook), "always" (a bar
+on stderr even when it is not a terminal: CI logs), or a bar of your own."""
+
+
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (tqdm.auto draws a widget there)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+class _Progress:
+    """The progress bar of a call, if asked for; see :data:`ProgressOption`.
+
+    ``True`` draws with ``tqdm.auto``: a widget in a notebook, text on a terminal,
+    nothing when stderr is redirected; ``"always"`` draws text even then. A bar given
+    by the caller is updated, and left open for the caller to close.
+    """
+
+    def __init__(self, progress: object, total: int | None, desc: str) -> None:
         self._bar: Any = None
-        if enabled:
+        self._owned = False
+        if progress is False or progress is None:
+            return
+        if progress is True or (isinstance(progress, str) and progress == "always"):
             try:
                 from tqdm.auto import tqdm
             except ImportError:
                 raise ImportError(
-                    "progress=True needs tqdm: pip install 'aiopar[progress]'"
+                    f"progress={progress!r} needs tqdm: pip install 'aiopar[progress]'"
                 ) from None
-            self._bar = tqdm(total=total, desc=desc, disable=None)
+            # disable=None: tqdm draws on a terminal only. In a notebook (where stderr
+            # is no terminal) tqdm.auto's widget, or its text bar without ipywidgets.
+            disable = None if progress is True and not _in_notebook() else False
+            self._bar = tqdm(total=total, desc=desc, disable=disable)
+            self._owned = True
+        elif callable(getattr(progress, "update", None)):
+            self._bar = progress
+        else:
+            raise TypeError(
+                'progress must be True, False, "always" (draw even when stderr is not a '
+                f"terminal) or a tqdm-like bar with an update() method, got {progress!r}"
+            )
 
     def update(self, count: int) -> None:
         if self._bar is not None:
             self._bar.update(count)
 
     def close(self) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._owned:
             self._bar.close()
 
 
@@ -98,7 +135,7 @@ async def _chunk_results(
     chunksize: int | None,
     ordered: bool,
     max_inflight: int | None,
-    progress: bool = False,
+    progress: ProgressOption = False,
     caller: str = "imap",
     cancel: CancelMode | None = None,
 ) -> AsyncGenerator[list[Any], None]:
@@ -204,7 +241,7 @@ async def amap(
     *,
     chunksize: int | None,
     ordered: bool,
-    progress: bool,
+    progress: ProgressOption,
     cancel: CancelMode | None = None,
 ) -> list[R]:
     values: list[R] = []
@@ -232,7 +269,7 @@ async def starmap(
     *,
     chunksize: int | None,
     ordered: bool,
-    progress: bool,
+    progress: ProgressOption,
     cancel: CancelMode | None = None,
 ) -> list[R]:
     if not callable(func):
@@ -256,7 +293,7 @@ async def amap_chunks(
     chunks: int | None,
     chunksize: int | None,
     combine: str | Callable[[list[Any]], Any] | None,
-    progress: bool,
+    progress: ProgressOption,
     cancel: CancelMode | None = None,
 ) -> Any:
     from ._pool import func_name, pickle_function

@@ -30,6 +30,7 @@ from . import _maps, _reduce, _tasks
 from ._chunks import check_positive
 from ._executor import Dispatcher, Job
 from ._inline import InlineRunner, Runner
+from ._maps import ProgressOption
 from ._options import TaskOptions
 from ._tasks import RemoteFunction, TaskRef
 from ._waiting import FutureWatcher, wait_all_shielded
@@ -370,7 +371,7 @@ class Pool:
         *,
         chunksize: int | None = None,
         ordered: bool = True,
-        progress: bool = False,
+        progress: ProgressOption = False,
         cancel: CancelMode | None = None,
     ) -> list[R]:
         """Return ``list(map(func, items))``, computed in the workers, in chunks.
@@ -380,7 +381,9 @@ class Pool:
             items: any iterable or async iterable.
             chunksize: items per chunk; None sizes chunks by the measured cost of an item.
             ordered: False returns results in the order they complete.
-            progress: show a tqdm progress bar on a terminal.
+            progress: True shows a tqdm progress bar on a terminal or in a notebook;
+                ``"always"`` also when stderr is not a terminal (CI logs); or a tqdm
+                bar of your own, to be updated.
             cancel: what cancelling this call does to its jobs already running in a
                 worker: ``"wait"`` or ``"kill"``; None (default) follows the pool's
                 ``cancel`` option.
@@ -437,7 +440,7 @@ class Pool:
         chunks: int | None = None,
         chunksize: int | None = None,
         combine: str | Callable[[list[Any]], Any] | None = "concat",
-        progress: bool = False,
+        progress: ProgressOption = False,
         cancel: CancelMode | None = None,
     ) -> Any:
         """Cut ``data`` into contiguous pieces, call ``func(piece)`` in the workers, join.
@@ -452,7 +455,9 @@ class Pool:
             combine: ``"concat"`` joins the answers with ``numpy.concatenate``,
                 ``pandas.concat`` or list concatenation, by the type of the first
                 answer; None returns the list of answers; a callable gets that list.
-            progress: show a tqdm progress bar on a terminal.
+            progress: True shows a tqdm progress bar on a terminal or in a notebook;
+                ``"always"`` also when stderr is not a terminal (CI logs); or a tqdm
+                bar of your own, to be updated.
             cancel: what cancelling this call does to its jobs already running in a
                 worker: ``"wait"`` or ``"kill"``; None (default) follows the pool's
                 ``cancel`` option.
@@ -546,7 +551,7 @@ class Pool:
         *,
         chunksize: int | None = None,
         ordered: bool = True,
-        progress: bool = False,
+        progress: ProgressOption = False,
         cancel: CancelMode | None = None,
     ) -> list[R]:
         """Return ``[func(*args) for args in items]``, computed in the workers, in chunks.

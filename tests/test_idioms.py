@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import gc
+import io
 import os
 import pathlib
 import threading
@@ -361,3 +362,41 @@ async def test_put_of_small_and_plain_values(pool: aiopar.Pool) -> None:
     assert increment(1) == 2
     with pytest.raises(TypeError, match=r"put\(\) keeps a copy"):
         pool.put(threading.Lock())
+
+
+# ── progress ───────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_forced_progress_draws_on_a_stream_that_is_not_a_terminal(
+    pool: aiopar.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await pool.amap(workers.square, range(20), progress=True) == [x * x for x in range(20)]
+    assert capsys.readouterr().err == ""  # captured stderr is no terminal: nothing drawn
+    assert await pool.amap(workers.square, range(20), progress="always", chunksize=5) == [
+        x * x for x in range(20)
+    ]
+    drawn = capsys.readouterr().err
+    assert "20/20" in drawn and "square" in drawn
+    await pool.starmap(workers.add, [(1, 2)] * 6, progress="always")
+    assert "6/6" in capsys.readouterr().err
+    await pool.amap_chunks(
+        workers.sum_chunk, list(range(100)), chunks=4, combine=None, progress="always"
+    )
+    assert "4/4" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_progress_takes_a_bar_of_ones_own(pool: aiopar.Pool) -> None:
+    from tqdm import tqdm
+
+    stream = io.StringIO()
+    with tqdm(total=30, file=stream, desc="two maps") as bar:
+        await pool.amap(workers.square, range(10), progress=bar)
+        await pool.amap(workers.square, range(20), progress=bar)
+        assert bar.n == 30  # updated by both calls, left open by them
+    assert "two maps" in stream.getvalue() and "30/30" in stream.getvalue()
+    with pytest.raises(TypeError, match='progress must be True, False, "always"'):
+        await pool.amap(workers.square, range(3), progress="yes")  # type: ignore[arg-type]
