@@ -5,6 +5,10 @@ event loop that comes after (each test's own loop in a test suite, asyncio, uvlo
 trio alike) reuses its workers. Closed at interpreter exit, or by ``await shutdown()``,
 after which the next call makes a new one. A child made by ``os.fork()`` starts with no
 default pool: its first call makes its own.
+
+Inside a worker process the default pool starts no processes: it runs each call in
+that worker, in order (see ``_inline.py``), so a task may call ``aiopar.amap`` or
+``aiopar.submit`` without multiplying processes or keeping its pool from closing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import threading
 
 from ._pool import Pool
+from ._worker import in_worker
 
 __all__ = ["get_default_pool", "shutdown"]
 
@@ -26,8 +31,12 @@ def get_default_pool() -> Pool:
     global _pool
     with _lock:
         if _pool is None:
-            pool = Pool()
-            pool.open()
+            if in_worker():
+                pool = Pool(workers=1)
+                pool._open_inline()
+            else:
+                pool = Pool()
+                pool.open()
             _pool = pool
         return _pool
 

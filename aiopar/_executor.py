@@ -117,6 +117,7 @@ class Job:
     future: cf.Future[Any] = field(default_factory=cf.Future)
     elapsed: float = 0.0  # seconds the worker spent computing, for chunk sizing
     id: int = field(default_factory=lambda: next(_job_ids))
+    retries: int | None = None  # runs again after a crash of its worker; None: the pool's
     # Managed by the dispatcher thread only:
     slot: int = -1
     generation: int = -1
@@ -167,7 +168,8 @@ class Dispatcher:
         workers: number of worker processes (or the parallelism of ``executor``).
         mp_context: multiprocessing context of the process pool we own.
         initializer_blob, initargs_blob: pickled ``initializer`` and ``initargs``.
-        max_tasks_per_child: passed to ProcessPoolExecutor.
+        max_tasks_per_child: replace a worker after it ran this many jobs (see
+            :class:`_RetiringExecutor`).
         executor: an executor to use instead of our own; not owned, not shut down, and
             without crash pinning or kill support.
         retries: how many times a job whose worker crashed is run again.
@@ -562,7 +564,7 @@ class Dispatcher:
         if job.cancel_requested or self._closed:
             _set_exception(job.future, _cancel_error(job))
         elif crash is not None and crash.exitcode is not None:
-            if job.attempts < self._retries:
+            if job.attempts < (self._retries if job.retries is None else job.retries):
                 job.attempts += 1
                 self._resent.append(job)
             else:
@@ -674,11 +676,19 @@ class Dispatcher:
             _shm.unlink_adopted(self.token)
 
     def _new_executor(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(
+        initargs = (self._slots, os.getpid(), list(sys.path), *self._init, start_timeout())
+        if self._max_tasks_per_child is None:
+            return cf.ProcessPoolExecutor(
+                max_workers=self._workers,
+                mp_context=self._ctx,
+                initializer=_worker.init_worker,
+                initargs=initargs,
+            )
+        return _RetiringExecutor(
             max_workers=self._workers,
             mp_context=self._ctx,
             initializer=_worker.init_worker,
-            initargs=(self._slots, os.getpid(), list(sys.path), *self._init, start_timeout()),
+            initargs=initargs,
             max_tasks_per_child=self._max_tasks_per_child,
         )
 
@@ -812,3 +822,30 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 _register = getattr(threading, "_register_atexit", None)
 if _register is not None:
     _register(_close_all_at_exit)
+
+
+class _RetiringExecutor(cf.ProcessPoolExecutor):
+    """A process pool whose workers retire after ``max_tasks_per_child`` jobs, and are
+    always replaced.
+
+    A worker counts its jobs itself and exits right after sending the result of its
+    last one; the executor's manager thread reads that result (it carries the worker's
+    pid as retiring, so the exit is not a crash), joins the worker and calls
+    :meth:`_adjust_process_count` to start its successor. CPython's version of that
+    method (3.11 up to the fix of gh-115634) first takes an "idle worker" token, and
+    every result that is not a worker's last leaves one behind: with jobs queued ahead
+    of the workers, tokens pile up, retired workers are not replaced, and once the last
+    one retires the queued jobs wait forever. Here the pool is simply kept at
+    ``max_workers`` processes: a job is never lost, never run twice, and a pool with
+    this option starts all its workers with the first job.
+    """
+
+    def _adjust_process_count(self) -> None:
+        # Runs in the thread that submits (ours) or in the manager thread, under the
+        # executor's shutdown lock in the latter case. After shutdown() the executor
+        # drops its table of processes: nothing to replace then.
+        processes = self._processes
+        if processes is None:
+            return
+        while len(processes) < self._max_workers:  # type: ignore[attr-defined]
+            self._spawn_process()  # type: ignore[attr-defined]

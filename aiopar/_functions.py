@@ -12,18 +12,31 @@ from collections.abc import (
     Callable,
     Iterable,
 )
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, TypeVarTuple, overload
 
 from . import _tasks
 from ._default import get_default_pool
-from ._pool import Pool
+from ._maps import ProgressOption
+from ._options import TaskOptions
+from ._pool import CancelMode, Pool
 from ._reduce import NO_INITIAL
 from ._tasks import RemoteFunction, TaskRef
 
-__all__ = ["amap", "amap_chunks", "gather", "imap", "remote", "submit", "tree_reduce"]
+__all__ = [
+    "amap",
+    "amap_chunks",
+    "gather",
+    "imap",
+    "put",
+    "remote",
+    "starmap",
+    "submit",
+    "tree_reduce",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
 T = TypeVar("T")
 
 
@@ -41,7 +54,8 @@ async def amap(
     *,
     chunksize: int | None = None,
     ordered: bool = True,
-    progress: bool = False,
+    progress: ProgressOption = False,
+    cancel: CancelMode | None = None,
     pool: Pool | None = None,
 ) -> list[R]:
     """Return ``list(map(func, items))``, computed in worker processes, in chunks.
@@ -49,7 +63,26 @@ async def amap(
     See :meth:`aiopar.Pool.amap`; ``pool=None`` uses the default pool.
     """
     return await _pool(pool).amap(
-        func, items, chunksize=chunksize, ordered=ordered, progress=progress
+        func, items, chunksize=chunksize, ordered=ordered, progress=progress, cancel=cancel
+    )
+
+
+async def starmap(
+    func: Callable[[*Ts], R],
+    items: Iterable[tuple[*Ts]] | AsyncIterable[tuple[*Ts]],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    progress: ProgressOption = False,
+    cancel: CancelMode | None = None,
+    pool: Pool | None = None,
+) -> list[R]:
+    """Return ``[func(*args) for args in items]``, computed in worker processes, in chunks.
+
+    See :meth:`aiopar.Pool.starmap`; ``pool=None`` uses the default pool.
+    """
+    return await _pool(pool).starmap(
+        func, items, chunksize=chunksize, ordered=ordered, progress=progress, cancel=cancel
     )
 
 
@@ -60,6 +93,7 @@ def imap(
     chunksize: int | None = None,
     ordered: bool = True,
     max_inflight: int | None = None,
+    cancel: CancelMode | None = None,
     pool: Pool | None = None,
 ) -> AsyncGenerator[R, None]:
     """Yield ``func(item)`` for each item as results come, with bounded memory.
@@ -67,7 +101,12 @@ def imap(
     See :meth:`aiopar.Pool.imap`; ``pool=None`` uses the default pool.
     """
     return _pool(pool).imap(
-        func, items, chunksize=chunksize, ordered=ordered, max_inflight=max_inflight
+        func,
+        items,
+        chunksize=chunksize,
+        ordered=ordered,
+        max_inflight=max_inflight,
+        cancel=cancel,
     )
 
 
@@ -78,7 +117,8 @@ async def amap_chunks(
     chunks: int | None = None,
     chunksize: int | None = None,
     combine: str | Callable[[list[Any]], Any] | None = "concat",
-    progress: bool = False,
+    progress: ProgressOption = False,
+    cancel: CancelMode | None = None,
     pool: Pool | None = None,
 ) -> Any:
     """Cut ``data`` into pieces, call ``func(piece)`` in worker processes, join the answers.
@@ -86,7 +126,13 @@ async def amap_chunks(
     See :meth:`aiopar.Pool.amap_chunks`; ``pool=None`` uses the default pool.
     """
     return await _pool(pool).amap_chunks(
-        func, data, chunks=chunks, chunksize=chunksize, combine=combine, progress=progress
+        func,
+        data,
+        chunks=chunks,
+        chunksize=chunksize,
+        combine=combine,
+        progress=progress,
+        cancel=cancel,
     )
 
 
@@ -98,6 +144,14 @@ def submit(
     See :meth:`aiopar.Pool.submit`; ``pool=None`` uses the default pool.
     """
     return _pool(pool).submit(func, *args, **kwargs)
+
+
+def put(value: T, *, pool: Pool | None = None) -> TaskRef[T]:
+    """Store ``value`` once, for any number of tasks; return a finished :class:`TaskRef`.
+
+    See :meth:`aiopar.Pool.put`; ``pool=None`` uses the default pool.
+    """
+    return _pool(pool).put(value)
 
 
 async def gather(
@@ -120,24 +174,30 @@ async def gather(
 
 
 @overload
-def remote(func: Callable[P, R], *, pool: Pool | None = None) -> RemoteFunction[P, R]: ...
+def remote(
+    func: Callable[P, R], *, pool: Pool | None = None, **options: Any
+) -> RemoteFunction[P, R]: ...
 @overload
 def remote(
-    func: None = None, *, pool: Pool | None = None
+    func: None = None, *, pool: Pool | None = None, **options: Any
 ) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
 def remote(
-    func: Callable[P, R] | None = None, *, pool: Pool | None = None
+    func: Callable[P, R] | None = None, *, pool: Pool | None = None, **options: Any
 ) -> RemoteFunction[P, R] | Callable[[Callable[P, R]], RemoteFunction[P, R]]:
     """Ray-style decorator: ``f.remote(*args)`` submits ``f``; ``f(*args)`` runs it here.
 
-    Use as ``@aiopar.remote`` or ``@aiopar.remote(pool=pool)``. With ``pool=None``,
-    ``.remote()`` uses the default pool at call time.
+    Use as ``@aiopar.remote``, ``@aiopar.remote(pool=pool)`` or with the options of
+    :meth:`aiopar.RemoteFunction.options`: ``@aiopar.remote(cancel="kill", retries=2)``.
+    With ``pool=None``, ``.remote()`` uses the default pool at call time.
+
+    Raises:
+        TypeError: for an option aiopar does not have (Ray's ``num_cpus`` and the
+            like), naming the aiopar way.
     """
-    if pool is not None and not isinstance(pool, Pool):
-        raise TypeError(f"pool must be an aiopar.Pool or None, got {type(pool).__name__}")
+    settings = TaskOptions().merged({"pool": pool, **options})
     if func is None:
-        return lambda f: RemoteFunction(f, pool=pool)
-    return RemoteFunction(func, pool=pool)
+        return lambda f: RemoteFunction(f, options=settings)
+    return RemoteFunction(func, options=settings)
 
 
 async def tree_reduce(
@@ -147,6 +207,7 @@ async def tree_reduce(
     initial: T = NO_INITIAL,
     chunksize: int | None = None,
     ordered: bool = True,
+    cancel: CancelMode | None = None,
     pool: Pool | None = None,
 ) -> T:
     """``functools.reduce(func, items[, initial])`` for associative ``func``, as a tree.
@@ -154,5 +215,5 @@ async def tree_reduce(
     See :meth:`aiopar.Pool.tree_reduce`; ``pool=None`` uses the default pool.
     """
     return await _pool(pool).tree_reduce(
-        func, items, initial=initial, chunksize=chunksize, ordered=ordered
+        func, items, initial=initial, chunksize=chunksize, ordered=ordered, cancel=cancel
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import sys
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -26,7 +27,7 @@ from collections.abc import (
     Sequence,
     Sized,
 )
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -36,12 +37,12 @@ from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split
 from ._chunks import combine as combine_answers
 from ._executor import Job
 from ._waiting import FutureWatcher
-from ._worker import CALL, MAP
+from ._worker import CALL, MAP, Star
 
 if TYPE_CHECKING:
-    from ._pool import Pool
+    from ._pool import CancelMode, Pool
 
-__all__ = ["amap", "amap_chunks", "imap"]
+__all__ = ["ProgressBar", "ProgressOption", "amap", "amap_chunks", "imap", "starmap"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -71,24 +72,60 @@ def _iterate(items: object) -> tuple[Iterator[Any] | AsyncIterator[Any], int | N
     return iter(items), length
 
 
-class _Progress:
-    """A tqdm bar when asked for (shown only on a terminal), else nothing."""
+class ProgressBar(Protocol):
+    """What ``progress=`` accepts besides True and "always": a tqdm-like bar."""
 
-    def __init__(self, enabled: bool, total: int | None, desc: str) -> None:
+    def update(self, n: int = 1, /) -> object: ...
+
+
+ProgressOption = bool | Literal["always"] | ProgressBar
+"""``progress=``: False, True (a bar on a terminal or in a notebook), "always" (a bar
+on stderr even when it is not a terminal: CI logs), or a bar of your own."""
+
+
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (tqdm.auto draws a widget there)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+class _Progress:
+    """The progress bar of a call, if asked for; see :data:`ProgressOption`.
+
+    ``True`` draws with ``tqdm.auto``: a widget in a notebook, text on a terminal,
+    nothing when stderr is redirected; ``"always"`` draws text even then. A bar given
+    by the caller is updated, and left open for the caller to close.
+    """
+
+    def __init__(self, progress: object, total: int | None, desc: str) -> None:
         self._bar: Any = None
-        if enabled:
+        self._owned = False
+        if progress is False or progress is None:
+            return
+        if progress is True or (isinstance(progress, str) and progress == "always"):
             try:
                 from tqdm.auto import tqdm
             except ImportError:
-                raise ImportError("progress=True needs tqdm: pip install tqdm") from None
-            self._bar = tqdm(total=total, desc=desc, disable=None)
+                raise ImportError(f"progress={progress!r} needs tqdm: pip install tqdm") from None
+            # disable=None: tqdm draws on a terminal only. In a notebook (where stderr
+            # is no terminal) tqdm.auto's widget, or its text bar without ipywidgets.
+            disable = None if progress is True and not _in_notebook() else False
+            self._bar = tqdm(total=total, desc=desc, disable=disable)
+            self._owned = True
+        elif callable(getattr(progress, "update", None)):
+            self._bar = progress
+        else:
+            raise TypeError(
+                'progress must be True, False, "always" (draw even when stderr is not a '
+                f"terminal) or a tqdm-like bar with an update() method, got {progress!r}"
+            )
 
     def update(self, count: int) -> None:
         if self._bar is not None:
             self._bar.update(count)
 
     def close(self) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._owned:
             self._bar.close()
 
 
@@ -100,8 +137,9 @@ async def _chunk_results(
     chunksize: int | None,
     ordered: bool,
     max_inflight: int | None,
-    progress: bool = False,
+    progress: ProgressOption = False,
     caller: str = "imap",
+    cancel: CancelMode | None = None,
 ) -> AsyncGenerator[list[Any], None]:
     """Yield the result list of each chunk; the engine of imap and amap."""
     from ._pool import func_name, pickle_function
@@ -173,7 +211,7 @@ async def _chunk_results(
             bar.update(size)
             yield result
     except BaseException as exc:
-        await pool._abandon(out, watcher, exc)
+        await pool._abandon(out, watcher, exc, cancel)
         raise
     finally:
         bar.close()
@@ -187,9 +225,16 @@ async def imap(
     chunksize: int | None,
     ordered: bool,
     max_inflight: int | None,
+    cancel: CancelMode | None = None,
 ) -> AsyncGenerator[R, None]:
     results = _chunk_results(
-        pool, func, items, chunksize=chunksize, ordered=ordered, max_inflight=max_inflight
+        pool,
+        func,
+        items,
+        chunksize=chunksize,
+        ordered=ordered,
+        max_inflight=max_inflight,
+        cancel=cancel,
     )
     async with contextlib.aclosing(results):
         async for chunk in results:
@@ -204,7 +249,8 @@ async def amap(
     *,
     chunksize: int | None,
     ordered: bool,
-    progress: bool,
+    progress: ProgressOption,
+    cancel: CancelMode | None = None,
 ) -> list[R]:
     values: list[R] = []
     results = _chunk_results(
@@ -216,11 +262,35 @@ async def amap(
         max_inflight=None,
         progress=progress,
         caller="amap",
+        cancel=cancel,
     )
     async with contextlib.aclosing(results):
         async for chunk in results:
             values.extend(chunk)
     return values
+
+
+async def starmap(
+    pool: Pool,
+    func: Callable[..., R],
+    items: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
+    *,
+    chunksize: int | None,
+    ordered: bool,
+    progress: ProgressOption,
+    cancel: CancelMode | None = None,
+) -> list[R]:
+    if not callable(func):
+        raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
+    return await amap(
+        pool,
+        Star(func),
+        items,
+        chunksize=chunksize,
+        ordered=ordered,
+        progress=progress,
+        cancel=cancel,
+    )
 
 
 async def amap_chunks(
@@ -231,7 +301,8 @@ async def amap_chunks(
     chunks: int | None,
     chunksize: int | None,
     combine: str | Callable[[list[Any]], Any] | None,
-    progress: bool,
+    progress: ProgressOption,
+    cancel: CancelMode | None = None,
 ) -> Any:
     from ._pool import func_name, pickle_function
 
@@ -268,7 +339,7 @@ async def amap_chunks(
             finished.result()  # raise the first failure at once
             bar.update(1)
     except BaseException as exc:
-        await pool._abandon(jobs, watcher, exc)
+        await pool._abandon(jobs, watcher, exc, cancel)
         if output is not None:
             _shm.release_output(output, written=False)
         raise

@@ -20,7 +20,7 @@ from collections.abc import (
     Iterable,
 )
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, TypeVarTuple, overload
 
 import anyio
 import cloudpickle
@@ -29,7 +29,10 @@ from . import _codepickle, _maps, _reduce, _tasks
 from ._checks import check_function
 from ._chunks import check_count, check_positive
 from ._executor import Dispatcher, Job
+from ._inline import InlineRunner, Runner
 from ._main_module import check_main_module
+from ._maps import ProgressOption
+from ._options import TaskOptions
 from ._tasks import RemoteFunction, TaskRef
 from ._waiting import FutureWatcher, wait_all_shielded
 
@@ -38,6 +41,7 @@ __all__ = ["Pool"]
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 CancelMode = Literal["wait", "kill"]
 _NO_INITIAL: Any = _reduce.NO_INITIAL
@@ -202,7 +206,7 @@ class Pool:
         self._max_tasks_per_child = max_tasks_per_child
         self._executor = executor
         self._retries = retries
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: Runner | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -281,7 +285,7 @@ class Pool:
 
     # ── what the methods share ─────────────────────────────────────────────────────
 
-    def _require_dispatcher(self) -> Dispatcher:
+    def _require_dispatcher(self) -> Runner:
         if self._dispatcher is None:
             if self._closed:
                 raise RuntimeError("this Pool is closed; make a new one")
@@ -291,6 +295,21 @@ class Pool:
             )
         return self._dispatcher
 
+    def _check_cancel(self, cancel: object) -> CancelMode | None:
+        """Validate a call's ``cancel=`` option; None means the pool's own."""
+        if cancel is None:
+            return None
+        if cancel not in ("wait", "kill"):
+            raise ValueError(
+                f'cancel must be "wait", "kill" or None (the pool\'s choice), got {cancel!r}'
+            )
+        if cancel == "kill" and self._executor is not None:
+            raise ValueError(
+                'cancel="kill" needs the pool\'s own worker processes; it cannot kill the '
+                'workers of executor=...; use cancel="wait"'
+            )
+        return "kill" if cancel == "kill" else "wait"
+
     def _send(self, job: Job) -> None:
         self._require_dispatcher().submit(job)
 
@@ -299,18 +318,22 @@ class Pool:
         jobs: Iterable[Job],
         watcher: FutureWatcher | None = None,
         cause: BaseException | None = None,
+        cancel: CancelMode | None = None,
     ) -> None:
         """Deal with ``jobs`` whose caller stopped waiting (cancelled, or failed early).
 
         Jobs not yet started are cancelled and never run. Jobs running in a worker are
         awaited (``cancel="wait"``; results dropped) or their workers killed
         (``cancel="kill"``, and always on Ctrl-C, so that the program stops at once).
+        ``cancel`` is the call's own choice; None takes the pool's.
         Shielded from cancellation, so it always completes.
         """
-        running = self._stop(jobs, cause)
+        running = self._stop(jobs, cause, cancel)
         await wait_all_shielded([job.future for job in running], watcher)
 
-    def _stop(self, jobs: Iterable[Job], cause: BaseException | None) -> list[Job]:
+    def _stop(
+        self, jobs: Iterable[Job], cause: BaseException | None, cancel: CancelMode | None = None
+    ) -> list[Job]:
         """The first, non-blocking half of :meth:`_abandon`: cancel ``jobs`` not yet
         started, kill or mark the running ones, and return those still running."""
         dispatcher = self._dispatcher
@@ -318,7 +341,7 @@ class Pool:
             return [job for job in jobs if not job.future.cancel() and not job.future.done()]
         running = [job for job in jobs if not dispatcher.try_cancel(job)]
         running = [job for job in running if not job.future.done()]
-        kill = self.cancel_mode == "kill" or interrupted_by_user(cause)
+        kill = (cancel or self.cancel_mode) == "kill" or interrupted_by_user(cause)
         for job in running:
             dispatcher.cancel(job, kill=kill)
         return running
@@ -332,7 +355,8 @@ class Pool:
         *,
         chunksize: int | None = None,
         ordered: bool = True,
-        progress: bool = False,
+        progress: ProgressOption = False,
+        cancel: CancelMode | None = None,
     ) -> list[R]:
         """Return ``list(map(func, items))``, computed in the workers, in chunks.
 
@@ -341,13 +365,24 @@ class Pool:
             items: any iterable or async iterable.
             chunksize: items per chunk; None sizes chunks by the measured cost of an item.
             ordered: False returns results in the order they complete.
-            progress: show a tqdm progress bar on a terminal.
+            progress: True shows a tqdm progress bar on a terminal or in a notebook;
+                ``"always"`` also when stderr is not a terminal (CI logs); or a tqdm
+                bar of your own, to be updated.
+            cancel: what cancelling this call does to its jobs already running in a
+                worker: ``"wait"`` or ``"kill"``; None (default) follows the pool's
+                ``cancel`` option.
 
         Cancellation: chunks not yet started are dropped; running ones are awaited or
-        killed, as the pool's ``cancel`` option says.
+        killed, as ``cancel`` (or else the pool's ``cancel`` option) says.
         """
         return await _maps.amap(
-            self, func, items, chunksize=chunksize, ordered=ordered, progress=progress
+            self,
+            func,
+            items,
+            chunksize=chunksize,
+            ordered=ordered,
+            progress=progress,
+            cancel=self._check_cancel(cancel),
         )
 
     def imap(
@@ -358,6 +393,7 @@ class Pool:
         chunksize: int | None = None,
         ordered: bool = True,
         max_inflight: int | None = None,
+        cancel: CancelMode | None = None,
     ) -> AsyncGenerator[R, None]:
         """Yield ``func(item)`` for each item as results come, with bounded memory.
 
@@ -366,10 +402,18 @@ class Pool:
         is processed with bounded memory. Close the iterator (``aclose()``, or leave an
         ``async with contextlib.aclosing(...)`` block) to stop early.
 
+        ``cancel`` is as in :meth:`amap`.
+
         Cancellation: as :meth:`amap`; closing the iterator early counts as cancelling.
         """
         return _maps.imap(
-            self, func, items, chunksize=chunksize, ordered=ordered, max_inflight=max_inflight
+            self,
+            func,
+            items,
+            chunksize=chunksize,
+            ordered=ordered,
+            max_inflight=max_inflight,
+            cancel=self._check_cancel(cancel),
         )
 
     async def amap_chunks(
@@ -380,7 +424,8 @@ class Pool:
         chunks: int | None = None,
         chunksize: int | None = None,
         combine: str | Callable[[list[Any]], Any] | None = "concat",
-        progress: bool = False,
+        progress: ProgressOption = False,
+        cancel: CancelMode | None = None,
     ) -> Any:
         """Cut ``data`` into contiguous pieces, call ``func(piece)`` in the workers, join.
 
@@ -394,7 +439,12 @@ class Pool:
             combine: ``"concat"`` joins the answers with ``numpy.concatenate``,
                 ``pandas.concat`` or list concatenation, by the type of the first
                 answer; None returns the list of answers; a callable gets that list.
-            progress: show a tqdm progress bar on a terminal.
+            progress: True shows a tqdm progress bar on a terminal or in a notebook;
+                ``"always"`` also when stderr is not a terminal (CI logs); or a tqdm
+                bar of your own, to be updated.
+            cancel: what cancelling this call does to its jobs already running in a
+                worker: ``"wait"`` or ``"kill"``; None (default) follows the pool's
+                ``cancel`` option.
 
         Cancellation: as :meth:`amap`.
         """
@@ -406,6 +456,7 @@ class Pool:
             chunksize=chunksize,
             combine=combine,
             progress=progress,
+            cancel=self._check_cancel(cancel),
         )
 
     def submit(self, func: Callable[..., R], /, *args: Any, **kwargs: Any) -> TaskRef[R]:
@@ -425,16 +476,24 @@ class Pool:
         return await _tasks.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
 
     @overload
-    def remote(self, func: Callable[P, R]) -> RemoteFunction[P, R]: ...
+    def remote(self, func: Callable[P, R], **options: Any) -> RemoteFunction[P, R]: ...
     @overload
-    def remote(self, func: None = None) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
     def remote(
-        self, func: Callable[P, R] | None = None
+        self, func: None = None, **options: Any
+    ) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
+    def remote(
+        self, func: Callable[P, R] | None = None, **options: Any
     ) -> RemoteFunction[P, R] | Callable[[Callable[P, R]], RemoteFunction[P, R]]:
-        """Ray-style decorator: ``f.remote(...)`` submits to this pool; ``f(...)`` runs here."""
+        """Ray-style decorator: ``f.remote(...)`` submits to this pool; ``f(...)`` runs here.
+
+        ``options`` are those of :meth:`aiopar.RemoteFunction.options` but ``pool``.
+        """
+        if "pool" in options:
+            raise TypeError("pool.remote() submits to this pool; it takes no pool= option")
+        settings = TaskOptions(pool=self).merged(options)
         if func is None:
-            return lambda f: RemoteFunction(f, pool=self)
-        return RemoteFunction(func, pool=self)
+            return lambda f: RemoteFunction(f, options=settings)
+        return RemoteFunction(func, options=settings)
 
     async def tree_reduce(
         self,
@@ -444,13 +503,15 @@ class Pool:
         initial: T = _NO_INITIAL,
         chunksize: int | None = None,
         ordered: bool = True,
+        cancel: CancelMode | None = None,
     ) -> T:
         """``functools.reduce(func, items[, initial])`` for associative ``func``, as a tree.
 
         The depth is ⌈log₂ n⌉ instead of n. Many items are first reduced sequentially
         inside chunks (``chunksize`` items each, automatic by default), then across chunks.
         Items may be TaskRefs or other awaitables. ``ordered=False`` (for a commutative
-        ``func``) combines whichever two results are ready first.
+        ``func``) combines whichever two results are ready first. ``cancel`` is as in
+        :meth:`amap`.
 
         Raises:
             TypeError: for empty ``items`` without ``initial``, as functools.reduce does.
@@ -458,5 +519,71 @@ class Pool:
         Cancellation: as :meth:`amap`.
         """
         return await _reduce.tree_reduce(
-            self, func, items, initial=initial, chunksize=chunksize, ordered=ordered
+            self,
+            func,
+            items,
+            initial=initial,
+            chunksize=chunksize,
+            ordered=ordered,
+            cancel=self._check_cancel(cancel),
         )
+
+    async def starmap(
+        self,
+        func: Callable[[*Ts], R],
+        items: Iterable[tuple[*Ts]] | AsyncIterable[tuple[*Ts]],
+        *,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        progress: ProgressOption = False,
+        cancel: CancelMode | None = None,
+    ) -> list[R]:
+        """Return ``[func(*args) for args in items]``, computed in the workers, in chunks.
+
+        As :meth:`amap`, but each item is a tuple of arguments, unpacked in the call
+        (``multiprocessing.Pool.starmap``, ``itertools.starmap``): for example
+        ``await pool.starmap(pow, [(2, 5), (3, 2)])`` returns ``[32, 9]``. The options
+        are those of :meth:`amap`.
+
+        Raises:
+            TypeError: when an item is not a tuple (or other iterable) of arguments.
+
+        Cancellation: as :meth:`amap`.
+        """
+        return await _maps.starmap(
+            self,
+            func,
+            items,
+            chunksize=chunksize,
+            ordered=ordered,
+            progress=progress,
+            cancel=self._check_cancel(cancel),
+        )
+
+    def put(self, value: T) -> TaskRef[T]:
+        """Store ``value`` once, for any number of tasks; return a finished TaskRef.
+
+        Like ``ray.put``. The ref holds a copy of ``value`` made now; its numpy arrays
+        of 1 MiB or more are copied once into this pool's shared memory, and every
+        task that gets the ref as an argument (or the arrays it holds) reads that
+        memory, without a copy per task. ``await ref`` returns the stored value: its
+        arrays are views of that memory. The memory is freed when the ref and those
+        arrays are gone, and at the latest when the pool closes.
+
+        Blocks while it copies (about 20 ms per 100 MB): from an event loop, put a
+        very big value with ``await anyio.to_thread.run_sync(pool.put, value)``.
+
+        Raises:
+            TypeError: when ``value`` cannot be pickled.
+        """
+        return _tasks.put(self, value)
+
+    # ── in-process ─────────────────────────────────────────────────────────────────
+
+    def _open_inline(self) -> None:
+        """Open this pool to run its jobs in this process, in order (see ``_inline.py``)
+        instead of in worker processes."""
+        if self._closed:
+            raise RuntimeError("this Pool is closed; make a new one")
+        if self._dispatcher is None:
+            self._dispatcher = InlineRunner()

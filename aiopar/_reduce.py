@@ -30,7 +30,7 @@ from ._waiting import FutureWatcher
 from ._worker import CALL, REDUCE
 
 if TYPE_CHECKING:
-    from ._pool import Pool
+    from ._pool import CancelMode, Pool
 
 __all__ = ["NO_INITIAL", "tree_reduce"]
 
@@ -161,6 +161,7 @@ async def tree_reduce(
     initial: Any,
     chunksize: int | None,
     ordered: bool,
+    cancel: CancelMode | None = None,
 ) -> T:
     from ._pool import func_name, pickle_function
 
@@ -222,9 +223,9 @@ async def tree_reduce(
                 error = exc  # raised below, outside the task group, as itself
             group.cancel_scope.cancel()  # stop awaiting awaitables no longer needed
     except BaseException as exc:
-        await pool._abandon(tree.jobs, tree.watcher, exc)
+        await pool._abandon(tree.jobs, tree.watcher, exc, cancel)
         raise
     if error is not None:
-        await pool._abandon(tree.jobs, tree.watcher)
+        await pool._abandon(tree.jobs, tree.watcher, cancel=cancel)
         raise error
     return result  # type: ignore[no-any-return]

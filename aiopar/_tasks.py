@@ -15,6 +15,8 @@ import copy as _copy
 import functools
 import graphlib
 import itertools
+import pickle
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -23,16 +25,18 @@ import anyio
 
 from ._checks import LOOP_BUDGET, check_arguments, check_function
 from ._executor import Job
+from ._options import TaskOptions
 from ._waiting import FutureWatcher, wait_all_shielded
-from ._worker import CALL
+from ._worker import CALL, dumps
 
 if TYPE_CHECKING:
-    from ._pool import Pool
+    from ._pool import CancelMode, Pool
 
-__all__ = ["RemoteFunction", "TaskRef", "gather", "submit"]
+__all__ = ["RemoteFunction", "TaskRef", "gather", "put", "submit"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _task_ids = itertools.count(1)
 # Containers searched for TaskRefs, and rebuilt with results in their place.
@@ -48,15 +52,17 @@ class TaskRef(Generic[R]):
 
     Cancellation: a caller cancelled while awaiting a ref cancels its task, as awaiting
     an :class:`asyncio.Task` does: a task that has not started never runs; one already
-    running is awaited or its worker killed, as the pool's ``cancel`` option says. Use
+    running is awaited or its worker killed, as the pool's ``cancel`` option says (or
+    the task's own, from ``f.options(cancel=...).remote(...)``). Use
     :func:`anyio.CancelScope` with ``shield=True`` to wait without that effect.
     """
 
-    __slots__ = ("_job", "_pool")
+    __slots__ = ("_cancel", "_job", "_pool")
 
-    def __init__(self, job: Job, pool: Pool) -> None:
+    def __init__(self, job: Job, pool: Pool, cancel: CancelMode | None = None) -> None:
         self._job = job
         self._pool = pool
+        self._cancel = cancel
 
     def __reduce__(self) -> Any:
         raise TypeError(
@@ -123,7 +129,7 @@ class TaskRef(Generic[R]):
             try:
                 await watcher.wait_for(future)
             except BaseException as exc:
-                await self._pool._abandon([self._job], watcher, exc)
+                await self._pool._abandon([self._job], watcher, exc, self._cancel)
                 raise
         else:
             await anyio.lowlevel.checkpoint()
@@ -246,17 +252,26 @@ def _resolve(value: Any, plan: _Plan) -> Any:
 
 
 def submit(
-    pool: Pool, func: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
+    pool: Pool,
+    func: Callable[..., R],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: TaskOptions | None = None,
 ) -> TaskRef[R]:
-    """Make the job for ``func(*args, **kwargs)`` and send it once its dependencies are in."""
+    """Make the job for ``func(*args, **kwargs)`` and send it once its dependencies are in.
+
+    ``options``: the task's own ``cancel`` and ``retries``, instead of the pool's.
+    """
     from ._pool import func_name, pickle_function
 
     dispatcher = pool._require_dispatcher()
+    cancel = pool._check_cancel(options.cancel) if options is not None else None
     blob = pickle_function(func)
     label = f"task {func_name(func)}#{next(_task_ids)}"
     check_arguments(args, kwargs, label)
     job = Job(blob, CALL, None, label)
-    ref: TaskRef[R] = TaskRef(job, pool)
+    job.retries = options.retries if options is not None else None
+    ref: TaskRef[R] = TaskRef(job, pool, cancel)
     root = (args, kwargs)
     plan = _find_refs(root, label)
     found = plan.refs
@@ -301,6 +316,45 @@ def submit(
     for dependency in found.values():
         dependency.future.add_done_callback(on_dependency_done)
     return ref
+
+
+def put(pool: Pool, value: T) -> TaskRef[T]:
+    """A finished TaskRef holding a copy of ``value``, its big arrays in shared memory.
+
+    The copy is made here, once: numpy arrays of 1 MiB or more are copied into
+    segments of the pool, which are then held as a task's result is (see
+    ``_packing.py``), so a task that receives the ref or those arrays maps the same
+    segment instead of getting a copy. The segments live as long as the arrays over
+    them, and lose their names when the pool closes.
+    """
+    dispatcher = pool._require_dispatcher()
+    job = Job(b"", CALL, None, f"put#{next(_task_ids)}")
+    job.future.set_running_or_notify_cancel()
+    job.future.set_result(_stored_copy(value, dispatcher.arena))
+    return TaskRef(job, pool)
+
+
+def _stored_copy(value: T, arena: Any) -> T:
+    if arena is not None and "numpy" in sys.modules:
+        from . import _packing
+
+        try:
+            data, entries, used = _packing.dump(value, arena=arena)
+        except Exception:
+            pass  # not plain-picklable: a copy by cloudpickle below, arrays and all
+        else:
+            try:
+                return _packing.load_in_parent(data, entries, arena.token)  # type: ignore[no-any-return]
+            finally:
+                arena.give_back(used)  # those the arrays did not take over (none, normally)
+    try:
+        return pickle.loads(dumps(value))  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise TypeError(
+            f"put() keeps a copy of the value, made by pickling it, and this value cannot be "
+            f"pickled ({type(exc).__name__}: {exc}); put picklable data (arrays, plain "
+            "values, dataclasses)"
+        ) from None
 
 
 async def gather(*refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
@@ -377,11 +431,16 @@ async def _abandon_refs(
 ) -> None:
     """Cancel the unfinished tasks of ``refs`` as ``await ref`` would, pool by pool: all
     of them are stopped before any running one is waited for."""
-    pools: dict[int, tuple[Pool, list[Job]]] = {}
+    groups: dict[tuple[int, CancelMode | None], tuple[Pool, list[Job]]] = {}
     for ref in refs:
         if not ref.future.done():
-            pools.setdefault(id(ref._pool), (ref._pool, []))[1].append(ref._job)
-    running = [job for pool, jobs in pools.values() for job in pool._stop(jobs, cause)]
+            key = (id(ref._pool), ref._cancel)
+            groups.setdefault(key, (ref._pool, []))[1].append(ref._job)
+    running = [
+        job
+        for (_, cancel), (pool, jobs) in groups.items()
+        for job in pool._stop(jobs, cause, cancel)
+    ]
     await wait_all_shielded([job.future for job in running], watcher)
 
 
@@ -390,24 +449,59 @@ class RemoteFunction(Generic[P, R]):
 
     ``f(*args)`` still runs the function here; ``f.remote(*args)`` submits it to the
     pool and returns a :class:`TaskRef`, to await or to pass to other ``.remote()``
-    calls as a dependency.
+    calls as a dependency. ``f.options(...)`` returns a copy with other options.
     """
 
-    def __init__(self, func: Callable[P, R], *, pool: Pool | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        pool: Pool | None = None,
+        options: TaskOptions | None = None,
+    ) -> None:
         check_function(func, "remote() of func")
         self._func = func
-        self._pool = pool
+        self._options = options if options is not None else TaskOptions()
+        if pool is not None:
+            self._options = self._options.merged({"pool": pool})
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._func(*args, **kwargs)
+
+    @property
+    def _pool(self) -> Pool | None:
+        return self._options.pool
+
+    def options(self, **options: Any) -> RemoteFunction[P, R]:
+        """Return a copy of this function whose ``.remote()`` calls use these options.
+
+        Like Ray's ``f.options(...)``; the original keeps its own options::
+
+            ref = slow.options(cancel="kill", retries=2).remote(x)
+
+        Args:
+            cancel: ``"wait"`` or ``"kill"``: what cancelling a caller awaiting the
+                task does to it once it runs (see :class:`TaskRef`); None: the pool's.
+            retries: how many times the task runs again when its worker crashes;
+                None: the pool's. ``max_retries`` (Ray's name) is accepted too.
+            pool: the :class:`aiopar.Pool` to submit to; None: the default pool.
+
+        Raises:
+            TypeError: for an option aiopar does not have: Ray's ``num_cpus``,
+                ``num_gpus``, ``resources``, ``memory``, ``num_returns``, ``name``,
+                ``runtime_env``, ``scheduling_strategy`` and the like are refused with
+                the aiopar way to get what they are for.
+            ValueError: for a bad value, naming the option.
+        """
+        return RemoteFunction(self._func, options=self._options.merged(options))
 
     def remote(self, *args: Any, **kwargs: Any) -> TaskRef[R]:
         """Submit ``func(*args, **kwargs)``; TaskRefs among the arguments are dependencies."""
         from ._default import get_default_pool
 
         pool = self._pool if self._pool is not None else get_default_pool()
-        return submit(pool, self._func, args, kwargs)
+        return submit(pool, self._func, args, kwargs, self._options)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Sent to a worker (say, called inside another task): the plain function will do.

@@ -297,6 +297,11 @@ def worker_state() -> Any:
     return _state
 
 
+def in_worker() -> bool:
+    """Whether this process is an aiopar worker (its initializer has run)."""
+    return _state is not _NOT_IN_WORKER
+
+
 def init_worker(
     slots: Any,
     main_pid: int,
@@ -605,6 +610,28 @@ class Carried(Exception):
         if self.__cause__ is not None:  # concurrent.futures' text of the remote traceback
             exc.__cause__ = self.__cause__
         return exc
+
+
+class Star:
+    """Calls ``func(*args)`` for one item ``args``: the function ``starmap`` sends.
+
+    It bears the name of ``func``, for labels and messages.
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self.__qualname__ = getattr(func, "__qualname__", type(func).__name__)
+
+    def __call__(self, args: Any) -> Any:
+        try:
+            unpacked = tuple(args)
+        except TypeError:
+            raise TypeError(
+                f"starmap({self.__qualname__}) calls func(*item) for each item, so each item "
+                f"must be a tuple of arguments; got {type(args).__name__}: {args!r:.80} (use "
+                "amap() to pass each item as one argument)"
+            ) from None
+        return self.func(*unpacked)
 
 
 def run_job(

@@ -73,6 +73,8 @@ __all__ = [
     "THIRD_PARTY",
     "WORKLOADS",
     "Sizes",
+    "array_sum",
+    "array_sums",
     "call",
     "create_matrix",
     "main",
@@ -86,7 +88,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-WORKLOADS = ("vec", "vec_heavy", "loop_lag", "matrix_dag", "py_tasks", "cold_start")
+WORKLOADS = ("vec", "vec_heavy", "loop_lag", "matrix_dag", "py_tasks", "put", "cold_start")
 """The workload names, in the order they run (the keys of the JSON output)."""
 
 # py_tasks runs this many times --repeat rounds: its runs are short (about 4.6 s a round for
@@ -111,6 +113,16 @@ def vec_heavy(x: FloatArray, rounds: int = 20) -> FloatArray:
     for _ in range(rounds):
         y = np.sin(y) + np.cos(y)
     return y
+
+
+def array_sum(x: FloatArray, seed: int) -> float:
+    """``x.sum() + seed``: one read of a big array, for the put workload."""
+    return float(x.sum()) + seed
+
+
+def array_sums(x: FloatArray, seeds: Sequence[int]) -> list[float]:
+    """``[array_sum(x, seed) for seed in seeds]``: one hand-made chunk of put tasks."""
+    return [array_sum(x, seed) for seed in seeds]
 
 
 def create_matrix(size: int, seed: int) -> FloatArray:
@@ -233,6 +245,8 @@ class Sizes:
     matrix: int = 2000
     tasks: int = 64
     task_iterations: int = 300_000  # about 17 ms of pure Python on this machine
+    put_len: int = 10_000_000  # 80 MB of float64, sent to each of put_tasks tasks
+    put_tasks: int = 64
     tick_s: float = 0.001
     # Pause before the timed runs of a workload (loop_lag: before each contender's
     # runs, back to back). On a VM with free page reporting, memory a process frees is
@@ -245,8 +259,17 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(vec_len=1_000_000, heavy_len=200_000, matrix=300, tasks=16, settle_s=0.0)
-"""The sizes of ``--quick``, for tests: 24 s and 38 s for ``--repeat 1`` on 2 busy cores."""
+QUICK = Sizes(
+    vec_len=1_000_000,
+    heavy_len=200_000,
+    matrix=300,
+    tasks=16,
+    put_len=1_000_000,
+    put_tasks=16,
+    settle_s=0.0,
+)
+"""The sizes of ``--quick``, for tests: 24 s and 38 s for ``--repeat 1`` on 2 busy cores
+(before the put workload was added)."""
 
 # --- results ---------------------------------------------------------------------------------
 
@@ -336,6 +359,16 @@ def _workloads(sizes: Sizes) -> dict[str, Workload]:
             " times holding the GIL",
             "≥ ×1.9",
             _at_least(1.9),
+        ),
+        "put": Workload(
+            "put",
+            f"one {sizes.put_len * 8 / 1e6:.0f} MB array to {sizes.put_tasks} tasks",
+            f"{sizes.put_tasks} tasks array_sum(x, i) over one {sizes.put_len * 8 / 1e6:.0f} MB"
+            " array x: aiopar puts x once, then submits (array_sum, ref, i);"
+            " 'aiopar no put' submits x itself, copied for each task;"
+            " run_in_executor sends x once per worker, with that worker's share of the tasks",
+            "≥ ×1.0",
+            _at_least(1.0),
         ),
         "cold_start": Workload(
             "cold_start",
@@ -1090,6 +1123,41 @@ class Bench:
             _equal,
             rounds=PY_TASKS_ROUNDS * self.repeat,
         )
+
+    def put(self) -> list[Result]:
+        """One big array to many tasks: placed once with ``put``, or sent with each task."""
+        data = self._array(self.sizes.put_len)
+        seeds = range(self.sizes.put_tasks)
+
+        async def with_put() -> list[float]:
+            ref = self.pool.put(data)
+            return await self.pool.gather(*(self.pool.submit(array_sum, ref, i) for i in seeds))
+
+        async def without_put() -> list[float]:
+            return await self.pool.gather(*(self.pool.submit(array_sum, data, i) for i in seeds))
+
+        async def by_hand() -> list[float]:  # one call (one copy of x) per worker
+            loop = asyncio.get_running_loop()
+            w, n = self.workers, len(seeds)
+            pieces = [seeds[n * i // w : n * (i + 1) // w] for i in range(w)]
+            answers = await asyncio.gather(
+                *(loop.run_in_executor(self.executor, array_sums, data, p) for p in pieces)
+            )
+            return [value for answer in answers for value in answer]
+
+        entries: list[Entry] = [
+            ("sequential", self._sync(lambda: [array_sum(data, i) for i in seeds])),
+            ("aiopar", self._async(with_put)),
+            ("aiopar no put", self._async(without_put)),
+            ("run_in_executor", self._async(by_hand)),
+        ]
+        rows = self._measure("put", entries, close_enough)
+        for row in rows:
+            if row.contender == "aiopar" and row.status == "ok":
+                row.note = "put(x) once, then the ref to every task"
+            if row.contender == "aiopar no put" and row.status == "ok":
+                row.note = "x copied into shared memory for each task"
+        return rows
 
     def cold_start(self) -> list[Result]:
         """A new interpreter from before ``import`` to the first result, per contender."""

@@ -21,6 +21,10 @@ CONTRACT = {
     "worker_state",
     "TaskRef",
     "WorkerCrashedError",
+    "as_completed",
+    "wait",
+    "starmap",
+    "put",
 }
 
 
@@ -53,7 +57,17 @@ def test_every_public_name_has_a_docstring() -> None:
 
 
 def test_pool_methods_and_module_functions_match() -> None:
-    for name in ("amap", "amap_chunks", "imap", "submit", "tree_reduce", "gather", "remote"):
+    for name in (
+        "amap",
+        "amap_chunks",
+        "imap",
+        "starmap",
+        "submit",
+        "tree_reduce",
+        "gather",
+        "remote",
+        "put",
+    ):
         method = inspect.signature(getattr(aiopar.Pool, name))
         function = inspect.signature(getattr(aiopar, name))
         method_params = [p for p in method.parameters if p != "self"]

@@ -22,7 +22,7 @@ from aiopar import bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WORKLOADS = ("vec", "vec_heavy", "loop_lag", "matrix_dag", "py_tasks", "cold_start")
+WORKLOADS = ("vec", "vec_heavy", "loop_lag", "matrix_dag", "py_tasks", "put", "cold_start")
 CORE_ROWS = ("sequential", "aiopar", "run_in_executor")
 THIRD_PARTY = {"joblib": "joblib", "ray": "ray", "dask": "distributed", "mpire": "mpire"}
 

@@ -92,6 +92,20 @@ def test_chunked_array() -> None:
     assert_clean_run(proc, expected)
 
 
+@pytest.mark.timeout(120)
+def test_peers() -> None:
+    proc = run_example("peers.py", "--quick", "--workers", "2")
+    assert_clean_run(
+        proc,
+        [
+            "cheap  aiopar (asyncio)",
+            "cheap  aiopar (trio)",
+            "tasks  aiopar (trio)",
+            "answers checked",
+        ],
+    )
+
+
 # --- the aiohttp app ----------------------------------------------------------------------
 
 # /score with these parameters keeps 2 cores busy for about 1.5 s here (3 s of CPU time).

@@ -195,3 +195,125 @@ def lengths(a: Any, b: Any) -> Any:
 def first_two_are_one(x: Any) -> bool:
     """Whether ``x[0]`` and ``x[1]`` arrived as the same object."""
     return x[0] is x[1]
+
+
+def pid_and_value(x: Any) -> tuple[int, Any]:
+    """This worker's pid with ``x``: which process ran which item."""
+    return os.getpid(), x
+
+
+def append_pid(path: str) -> int:
+    """Record one run of this task, by the pid that ran it."""
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return os.getpid()
+
+
+def _children() -> int:
+    """How many live child processes this process has."""
+    import psutil
+
+    return sum(
+        1
+        for child in psutil.Process().children(recursive=True)
+        if child.status() != psutil.STATUS_ZOMBIE
+    )
+
+
+def nested_sync(x: int) -> tuple[int, int]:
+    """From plain code in a worker: a small task graph on the default pool."""
+    first = aiopar.submit(square, x)
+    second = aiopar.submit(add, first, 1)
+    return second.future.result(), _children()
+
+
+async def _nested_calls(n: int) -> tuple[list[int], int, int, str]:
+    squares = await aiopar.amap(square, range(n))
+    chain = aiopar.submit(add, aiopar.submit(square, n), aiopar.submit(double, n))
+    streamed = [value async for value in aiopar.imap(double, range(n))]
+    try:
+        await aiopar.submit(fail, n)
+    except ValueError as exc:
+        error = type(exc).__name__
+    else:
+        error = "nothing raised"
+    return squares, await chain, sum(streamed), error
+
+
+def nested_asyncio(n: int) -> tuple[tuple[list[int], int, int, str], int]:
+    """``asyncio.run`` of aiopar calls inside a worker."""
+    import asyncio
+
+    return asyncio.run(_nested_calls(n)), _children()
+
+
+def nested_trio(n: int) -> tuple[tuple[list[int], int, int, str], int]:
+    """``trio.run`` of aiopar calls inside a worker."""
+    import trio
+
+    return trio.run(_nested_calls, n), _children()
+
+
+def nested_remote(x: int) -> int:
+    """A ``@remote`` function called with ``.remote()`` inside a worker."""
+    return aiopar.remote(square).remote(x).future.result()
+
+
+def append_item(path: str, item: Any) -> Any:
+    """Record ``item`` in the file at ``path`` (to see which calls ran, in which order)."""
+    with open(path, "a") as f:
+        f.write(f"{item}\n")
+    return item
+
+
+def mutate(items: list[Any]) -> list[Any]:
+    items.append("changed in the task")
+    return items
+
+
+def return_lock(_: Any = None) -> Any:
+    """A result that cannot be pickled."""
+    import threading
+
+    return threading.Lock()
+
+
+def wait_for_file(path: str, value: Any = None, seconds: float = 30.0) -> Any:
+    """Return ``value`` once the file at ``path`` exists (the test says when to finish)."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+    return value
+
+
+def start_then_finish(folder: str, seconds: float = 3.0) -> str:
+    """Write ``started`` (with our pid) in ``folder``, sleep, then write ``finished``:
+    a task cancelled with cancel="kill" never writes the second file."""
+    with open(os.path.join(folder, "started"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    with open(os.path.join(folder, "finished"), "w") as f:
+        f.write(str(os.getpid()))
+    return folder
+
+
+def start_then_finish_pair(left: str, right: str) -> str:
+    """:func:`start_then_finish` for tree_reduce (``left`` is the folder)."""
+    return start_then_finish(left)
+
+
+def start_then_finish_piece(piece: list[str]) -> str:
+    """:func:`start_then_finish` for amap_chunks (a piece of a list of folders)."""
+    return start_then_finish(piece[0])
+
+
+def segment_of(array: Any) -> tuple[str | None, float]:
+    """The name of the shared-memory segment ``array`` lies in (None: a private copy),
+    with the array's sum."""
+    from aiopar import _shm
+
+    root = _shm._root_buffer(array)
+    names = [name for name, mapping in _shm._worker_maps._maps.items() if mapping is root]
+    return (names[0] if names else None), float(array.sum())
