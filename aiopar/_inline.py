@@ -173,7 +173,11 @@ class InlineRunner:
             data = pickle.loads(pickle.dumps(outbound, protocol=pickle.HIGHEST_PROTOCOL))
             job.payload = None
             job.elapsed, value = _worker.run_job(-1, job.func_blob, job.kind, data)
-            result = pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            result = _worker.unwrap(
+                pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            )
+        except _worker.Carried as carried:  # the task's exception (SystemExit: TaskExited)
+            failure = carried.load()
         except BaseException as exc:  # KeyboardInterrupt too: raised where it is awaited
             failure = exc
         finally:
