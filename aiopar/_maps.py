@@ -194,13 +194,20 @@ async def _chunk_results(
                 return
             if ordered:
                 job = out[0]
-                await watcher.wait_for(job.future)
+                if job.future.done():
+                    # Ready already: still one turn of the loop per chunk, so that a
+                    # consumer that never awaits can be cancelled and lets others run.
+                    await anyio.lowlevel.checkpoint()
+                else:
+                    await watcher.wait_for(job.future)
                 out.popleft()
                 # The futures that finished meanwhile are read in their turn from
                 # `out`: the watcher need not keep them (an endless imap would pile
                 # them up).
                 watcher.forget_finished()
             else:
+                if watcher.has_finished():
+                    await anyio.lowlevel.checkpoint()  # as above
                 finished = await watcher.next_finished()
                 job = next(j for j in out if j.future is finished)
                 out.remove(job)

@@ -148,6 +148,10 @@ class FutureWatcher:
             await self._event.wait()
         return self._finished.popleft()
 
+    def has_finished(self) -> bool:
+        """Whether :meth:`next_finished` would return without waiting."""
+        return bool(self._finished)
+
     def forget_finished(self) -> None:
         """Drop the futures finished so far, unread: for a caller that reads its
         futures in its own order with :meth:`wait_for`, and would never read them."""

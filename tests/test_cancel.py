@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import anyio
 import pytest
@@ -112,3 +113,19 @@ async def test_pool_exit_cancels_queued_tasks(tmp_path) -> None:  # type: ignore
     for pid in pool.worker_pids():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_imap_whose_results_are_ready_still_honours_a_timeout(ordered: bool) -> None:
+    # The body blocks (never awaits), so by the time the consumer asks for the next
+    # chunk its result is ready: imap must still give the loop a turn, where the
+    # timeout is delivered, instead of running through all 40 items.
+    consumed = 0
+    async with aiopar.Pool(workers=1) as pool:
+        await pool.submit(workers.square, 1)  # the worker is up
+        with anyio.move_on_after(0.2):
+            async for _ in pool.imap(workers.square, range(40), chunksize=1, ordered=ordered):
+                consumed += 1
+                time.sleep(0.05)
+    assert consumed < 40
