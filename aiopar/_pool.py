@@ -398,7 +398,7 @@ class Pool:
         """Yield ``func(item)`` for each item as results come, with bounded memory.
 
         At most ``max_inflight`` items are taken from ``items`` and not yet yielded at
-        any time (default: enough to keep every worker busy), so an endless async source
+        any time (default: 1024 per worker), so an endless source
         is processed with bounded memory. Close the iterator (``aclose()``, or leave an
         ``async with contextlib.aclosing(...)`` block) to stop early.
 
