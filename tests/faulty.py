@@ -331,3 +331,37 @@ def never_returns(*_: Any) -> None:
 def die_at_start(*_: Any) -> None:
     """An initializer that ends every new worker before it runs anything."""
     os._exit(3)
+
+
+# ── arguments of a hostile shape (shared sub-structures, cycles) ─────────────────────
+
+
+def doubling_nest(levels: int) -> list[Any]:
+    """``a = [0]`` then ``a = [a, a]`` ``levels`` times: a few bytes pickled, but 2**levels
+    paths to walk for a check without memory of what it has seen."""
+    nest: list[Any] = [0]
+    for _ in range(levels):
+        nest = [nest, nest]
+    return nest
+
+
+def self_containing_list() -> list[Any]:
+    """``l = []; l.append(l); l.append(l)``: a walk without memory never returns."""
+    loop: list[Any] = []
+    loop.append(loop)
+    loop.append(loop)
+    return loop
+
+
+def nesting_depth(value: Any) -> int:
+    """How many ``[0]`` steps lead from ``value`` to a non-list (a list that contains
+    itself counts as -1)."""
+    depth = 0
+    seen: set[int] = set()
+    while isinstance(value, list) and value:
+        if id(value) in seen:
+            return -1
+        seen.add(id(value))
+        value = value[0]
+        depth += 1
+    return depth

@@ -22,7 +22,8 @@ failed fails with that same exception without running. Three times during the ru
 Mixed into that load, unless ``--no-hostile``, a hostile phase (see
 docs/reliability.md, "Hostile tasks"): tasks that call ``sys.exit()`` or raise
 KeyboardInterrupt, results and exceptions the parent cannot rebuild, tasks that leave a
-thread or a forked child running, two endless ``imap`` (ordered and not) read 3,000
+thread or a forked child running, arguments with shared sub-structures or cycles
+(checked in bounded time on the loop's thread), two endless ``imap`` (ordered and not) read 3,000
 results deep with the default ``max_inflight``, a second pool whose initializer never
 returns, and a program run as a subprocess that leaves with 40 tasks queued. Each must
 behave as documented; the forked children must be gone once the pool is closed.
@@ -400,14 +401,32 @@ async def _stuck_initializer(hostile: Hostile) -> None:
             await pool.aclose()
 
 
+async def _hostile_shapes(pool: aiopar.Pool, hostile: Hostile, round_: int) -> None:
+    """Item 1: arguments with shared sub-structures or cycles are checked in bounded
+    time on the loop's thread (the submit itself), then run."""
+    levels = 21 + round_
+    nest, loop = faulty.doubling_nest(levels), faulty.self_containing_list()
+    before = time.thread_time()
+    deep = pool.submit(faulty.nesting_depth, nest)
+    cyclic = pool.submit(faulty.nesting_depth, loop)
+    spent = time.thread_time() - before
+    values = (await deep, await cyclic, await pool.amap(faulty.nesting_depth, [nest, loop]))
+    hostile.expect(
+        "shared or cyclic argument",
+        values == (levels + 1, -1, [levels + 1, -1]) and spent < 0.05,  # [0] counts too
+        f"{values!r}, {spent * 1e3:.1f} ms of the loop thread's CPU for two submits",
+    )
+
+
 async def run_hostile(pool: aiopar.Pool, hostile: Hostile, tmp: str) -> None:
-    """Items 2-7 of the hostile list, mixed into the load on the same pool."""
+    """Items 1-7 of the hostile list, mixed into the load on the same pool."""
     async with anyio.create_task_group() as group:
         group.start_soon(_exit_with_queued_work, tmp, hostile)
         group.start_soon(_stuck_initializer, hostile)
         group.start_soon(_endless_imap, pool, True, hostile)
         group.start_soon(_endless_imap, pool, False, hostile)
         for round_ in range(HOSTILE_ROUNDS):
+            await _hostile_shapes(pool, hostile, round_)
             # 3: SystemExit / KeyboardInterrupt in a task, and in a map chunk.
             ok, detail = await _raises(pool.submit(faulty.exit_with, round_), aiopar.TaskExited)
             hostile.expect("sys.exit in a task", ok, detail)
