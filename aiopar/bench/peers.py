@@ -1,0 +1,140 @@
+"""Other libraries measured beside aiopar when importable: joblib, Ray, Dask, mpire.
+
+Each library is wrapped in a small session class, started for one workload (in the
+calling thread), warmed, measured and stopped after it by the runner
+(:meth:`aiopar.bench.runner.Bench.others`). Every method blocks the calling thread.
+The heavy imports happen inside the sessions, and only when the library is installed;
+:func:`installed` asks without importing.
+
+A session offers what its library has:
+
+* ``map(func, items)``: every library;
+* ``submit(func, *args)`` and ``get(handles)``: the libraries with task references
+  (Ray, Dask), whose ``args`` may be handles that ``submit`` returned; the task starts
+  when they are done.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["GRAPHS", "SESSIONS", "THIRD_PARTY", "call", "installed", "sleep_for"]
+
+THIRD_PARTY = ("joblib", "ray", "dask", "mpire")
+"""Other libraries measured when importable."""
+
+GRAPHS = ("ray", "dask")
+"""The libraries with task references (``submit`` and ``get``)."""
+
+
+def sleep_for(seconds: float) -> float:
+    """Sleep (blocking), then return ``seconds``: starts and warms workers."""
+    time.sleep(seconds)
+    return seconds
+
+
+def call(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)``: lets Ray run any picklable callable with one remote function."""
+    return func(*args)
+
+
+class _Joblib:
+    def __init__(self, workers: int) -> None:
+        joblib = importlib.import_module("joblib")
+        self._parallel = joblib.Parallel(n_jobs=workers)
+        self._delayed = joblib.delayed
+
+    def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        return list(self._parallel(self._delayed(func)(item) for item in items))
+
+    def close(self) -> None:
+        loky = importlib.import_module("joblib.externals.loky")
+        loky.get_reusable_executor().shutdown(wait=True)
+
+
+class _Ray:
+    def __init__(self, workers: int) -> None:
+        self._ray = importlib.import_module("ray")
+        self._ray.init(
+            num_cpus=workers,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            ignore_reinit_error=True,
+        )
+        self._call = self._ray.remote(call)
+
+    def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        return list(self._ray.get([self._call.remote(func, item) for item in items]))
+
+    def submit(self, func: Callable[..., Any], *args: Any) -> Any:
+        return self._call.remote(func, *args)  # ObjectRefs among args: resolved by Ray
+
+    def get(self, handles: Sequence[Any]) -> list[Any]:
+        return list(self._ray.get(list(handles)))
+
+    def close(self) -> None:
+        self._ray.shutdown()
+
+
+class _Dask:
+    def __init__(self, workers: int) -> None:
+        distributed = importlib.import_module("dask.distributed")
+        self._cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        self._client = distributed.Client(self._cluster)
+
+    def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        args: Any = items
+        if items and isinstance(items[0], np.ndarray):
+            args = self._client.scatter(list(items), hash=False)  # dask: scatter big data
+        return list(self._client.gather(self._client.map(func, args, pure=False)))
+
+    def submit(self, func: Callable[..., Any], *args: Any) -> Any:
+        return self._client.submit(func, *args, pure=False)  # futures among args: resolved
+
+    def get(self, handles: Sequence[Any]) -> list[Any]:
+        return list(self._client.gather(list(handles)))
+
+    def close(self) -> None:
+        self._client.close()
+        self._cluster.close()
+
+
+class _Mpire:
+    def __init__(self, workers: int) -> None:
+        mpire = importlib.import_module("mpire")
+        self._pool = mpire.WorkerPool(n_jobs=workers, start_method="forkserver", keep_alive=True)
+
+    def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        # One-element tuples: mpire unpacks tuples into arguments and would cut arrays.
+        args = [(item,) for item in items]
+        return list(self._pool.map(func, args, concatenate_numpy_output=False))
+
+    def close(self) -> None:
+        self._pool.terminate()
+
+
+SESSIONS: dict[str, tuple[str, Callable[[int], Any]]] = {
+    "joblib": ("joblib", _Joblib),
+    "ray": ("ray", _Ray),
+    "dask": ("distributed", _Dask),
+    "mpire": ("mpire", _Mpire),
+}
+"""Library name: (the module that must be importable, the session class)."""
+
+
+def installed(name: str) -> bool:
+    """Whether the library ``name`` (a key of :data:`SESSIONS`) can be imported."""
+    module = SESSIONS[name][0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
