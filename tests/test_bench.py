@@ -21,17 +21,34 @@ import pytest
 from aiopar import bench
 from aiopar.bench import peers
 from aiopar.bench.memory import PeakMemory
-from aiopar.bench.report import format_markdown, format_table, judge
+from aiopar.bench.report import format_markdown, format_table, judge, to_json
 from aiopar.bench.rows import Result, Sample, Workload
 from aiopar.bench.runner import Bench, equal
-from aiopar.bench.workloads import catalog
+from aiopar.bench.workloads import catalog, tiny_graph
 from aiopar.bench.workloads.py_tasks import BareProcesses, against_ceiling, py_work
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WORKLOADS = ("vec", "vec_heavy", "loop_lag", "matrix_dag", "py_tasks", "put", "cold_start")
+WORKLOADS = (
+    "vec",
+    "vec_heavy",
+    "loop_lag",
+    "matrix_dag",
+    "py_tasks",
+    "put",
+    "tiny_tasks",
+    "tiny_graph",
+    "tiny_map",
+    "cold_start",
+)
 CORE_ROWS = ("sequential", "aiopar", "run_in_executor")
-THIRD_PARTY = {"joblib": "joblib", "ray": "ray", "dask": "distributed", "mpire": "mpire"}
+THIRD_PARTY = {
+    "joblib": "joblib",
+    "ray": "ray",
+    "dask": "distributed",
+    "mpire": "mpire",
+    "aiomultiprocess": "aiomultiprocess",
+}
 
 
 def run_bench(*args: str, timeout: float = 170) -> subprocess.CompletedProcess[str]:
@@ -126,6 +143,95 @@ def test_quick_run_json_has_every_workload_with_numbers(quick_run: dict[str, Any
         "sizes": data["options"]["sizes"],
     }
     assert data["machine"]["workers"] >= 1
+
+
+@pytest.mark.timeout(180)
+def test_quick_run_gives_the_figures_of_the_tiny_workloads(quick_run: dict[str, Any]) -> None:
+    data = quick_run["json"]
+    assert data is not None, quick_run["result"].stderr
+    workloads = data["workloads"]
+
+    def rows(name: str) -> dict[str, dict[str, Any]]:
+        return {row["contender"]: row for row in workloads[name]["rows"]}
+
+    tasks = rows("tiny_tasks")
+    for contender in ("aiopar", "run_in_executor"):
+        figures = tasks[contender]["figures"]
+        # µs per task, the loop thread's CPU per call, one task's latency on an idle pool
+        for key in ("us_per_task", "loop_cpu_us_per_call", "latency_us"):
+            assert is_number(figures[key]) and figures[key] > 0, (contender, figures)
+        assert "µs/task" in tasks[contender]["note"]
+        assert "1 task alone" in tasks[contender]["note"]
+    ratio = tasks["aiopar"]["figures"]["vs_run_in_executor"]
+    assert ratio == pytest.approx(
+        tasks["aiopar"]["median_s"] / tasks["run_in_executor"]["median_s"]
+    )
+    assert is_number(tasks["sequential"]["figures"]["us_per_task"])
+    graph = rows("tiny_graph")
+    nodes = data["options"]["sizes"]["tiny_graph"]
+    for contender in CORE_ROWS:
+        rate = graph[contender]["figures"]["tasks_per_s"]
+        assert rate == pytest.approx(nodes / graph[contender]["median_s"])
+        assert "tasks/s" in graph[contender]["note"]
+    mapped = rows("tiny_map")
+    tuned = mapped["ProcessPoolExecutor.map"]
+    assert tuned["status"] == "ok" and is_number(tuned["median_s"]), tuned
+    assert tuned["note"].startswith("chunksize=")
+    assert mapped["aiopar"]["figures"]["vs_ppe_map"] == pytest.approx(
+        mapped["aiopar"]["median_s"] / tuned["median_s"]
+    )
+    for name in ("tiny_tasks", "tiny_graph", "tiny_map"):
+        assert workloads[name]["met"] is None  # quick sizes: not judged
+
+
+def tiny_rows(**figures: dict[str, float]) -> list[Result]:
+    return [Result("tiny", name, runs_s=[1.0], figures=f) for name, f in figures.items()]
+
+
+@pytest.mark.parametrize(
+    ("us", "ratio", "met"),
+    [(20.0, 0.2, True), (60.0, 0.5, True), (61.0, 0.2, False), (20.0, 0.51, False)],
+)
+def test_tiny_tasks_bar_needs_60_us_and_half_of_run_in_executor(
+    us: float, ratio: float, met: bool
+) -> None:
+    workload = catalog(bench.FULL)["tiny_tasks"]
+    rows = tiny_rows(aiopar={"us_per_task": us, "vs_run_in_executor": ratio})
+    judge(workload, rows)
+    assert rows[0].met is met
+    missing = tiny_rows(aiopar={"us_per_task": us})  # run_in_executor did not run
+    judge(workload, missing)
+    assert missing[0].met is False
+
+
+@pytest.mark.parametrize(("rate", "met"), [(30_000.0, True), (29_999.0, False)])
+def test_tiny_graph_bar_is_30000_tasks_per_second(rate: float, met: bool) -> None:
+    rows = tiny_rows(aiopar={"tasks_per_s": rate})
+    judge(catalog(bench.FULL)["tiny_graph"], rows)
+    assert rows[0].met is met
+
+
+@pytest.mark.parametrize(("ratio", "met"), [(0.5, True), (0.51, False)])
+def test_tiny_map_bar_is_half_of_the_tuned_executor_map(ratio: float, met: bool) -> None:
+    rows = tiny_rows(aiopar={"vs_ppe_map": ratio})
+    judge(catalog(bench.FULL)["tiny_map"], rows)
+    assert rows[0].met is met
+
+
+def test_tiny_graph_is_fixed_and_each_node_needs_0_to_3_earlier_ones() -> None:
+    inputs = tiny_graph.graph(2000)
+    assert inputs == tiny_graph.graph(2000)  # the same graph on every run
+    assert inputs != tiny_graph.graph(2000, seed=tiny_graph.SEED + 1)
+    assert {len(deps) for deps in inputs} == {0, 1, 2, 3}
+    for k, deps in enumerate(inputs):
+        assert len(set(deps)) == len(deps) and all(0 <= j < k for j in deps), (k, deps)
+
+
+def test_json_rows_carry_their_figures() -> None:
+    workload = catalog(bench.FULL)["tiny_graph"]
+    row = Result("tiny_graph", "aiopar", runs_s=[0.5], figures={"tasks_per_s": 20.0})
+    data = to_json([(workload, [row])], machine={}, options={}, memory_method="", seconds=1.0)
+    assert data["workloads"]["tiny_graph"]["rows"][0]["figures"] == {"tasks_per_s": 20.0}
 
 
 @pytest.mark.timeout(180)

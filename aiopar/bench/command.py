@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aiopar bench",
         description="Measure aiopar against sequential code, raw asyncio run_in_executor and,"
-        " when installed, joblib, Ray, Dask and mpire; print one table.",
+        " when installed, joblib, Ray, Dask, mpire and aiomultiprocess; print one table.",
         epilog="Workloads: " + ", ".join(WORKLOADS) + ". See docs/benchmarks.md.",
     )
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""Other libraries measured beside aiopar when importable: joblib, Ray, Dask, mpire.
+"""Other libraries measured beside aiopar when importable: joblib, Ray, Dask, mpire and
+aiomultiprocess.
 
 Each library is wrapped in a small session class, started for one workload (in the
 calling thread), warmed, measured and stopped after it by the runner
@@ -8,14 +9,19 @@ The heavy imports happen inside the sessions, and only when the library is insta
 
 A session offers what its library has:
 
-* ``map(func, items)``: every library;
+* ``map(func, items)``: every library, one task per item (joblib batches them itself);
 * ``submit(func, *args)`` and ``get(handles)``: the libraries with task references
   (Ray, Dask), whose ``args`` may be handles that ``submit`` returned; the task starts
   when they are done.
+
+aiomultiprocess runs coroutine functions on an event loop of its own; its session
+drives a private :class:`asyncio.Runner` in the calling thread (the bench's own loop is
+not running while a peer's row is timed) and sends each task as :func:`acall`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import time
@@ -24,10 +30,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GRAPHS", "SESSIONS", "THIRD_PARTY", "call", "installed", "sleep_for"]
+__all__ = [
+    "GRAPHS",
+    "MAPS",
+    "SESSIONS",
+    "SMALL_TASKS",
+    "THIRD_PARTY",
+    "acall",
+    "call",
+    "installed",
+    "sleep_for",
+]
 
-THIRD_PARTY = ("joblib", "ray", "dask", "mpire")
+THIRD_PARTY = ("joblib", "ray", "dask", "mpire", "aiomultiprocess")
 """Other libraries measured when importable."""
+
+MAPS = ("joblib", "ray", "dask", "mpire")
+"""The libraries measured on the array and pure-Python maps (vec, vec_heavy, py_tasks)."""
+
+SMALL_TASKS = ("aiomultiprocess", "ray", "dask")
+"""The libraries measured on the tiny tasks (tiny_tasks, tiny_map)."""
 
 GRAPHS = ("ray", "dask")
 """The libraries with task references (``submit`` and ``get``)."""
@@ -41,6 +63,11 @@ def sleep_for(seconds: float) -> float:
 
 def call(func: Callable[..., Any], *args: Any) -> Any:
     """``func(*args)``: lets Ray run any picklable callable with one remote function."""
+    return func(*args)
+
+
+async def acall(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` as a coroutine: what aiomultiprocess runs for any plain function."""
     return func(*args)
 
 
@@ -122,11 +149,43 @@ class _Mpire:
         self._pool.terminate()
 
 
+class _Aiomultiprocess:
+    def __init__(self, workers: int) -> None:
+        aiomultiprocess = importlib.import_module("aiomultiprocess")
+        self._runner = asyncio.Runner()
+
+        async def start() -> Any:
+            return aiomultiprocess.Pool(processes=workers)  # needs a running loop
+
+        try:
+            self._pool = self._runner.run(start())
+        except BaseException:
+            self._runner.close()
+            raise
+
+    def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        async def each() -> list[Any]:
+            return list(await self._pool.starmap(acall, [(func, item) for item in items]))
+
+        return self._runner.run(each())
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._pool.terminate()
+            await self._pool.join()
+
+        try:
+            self._runner.run(stop())
+        finally:
+            self._runner.close()
+
+
 SESSIONS: dict[str, tuple[str, Callable[[int], Any]]] = {
     "joblib": ("joblib", _Joblib),
     "ray": ("ray", _Ray),
     "dask": ("distributed", _Dask),
     "mpire": ("mpire", _Mpire),
+    "aiomultiprocess": ("aiomultiprocess", _Aiomultiprocess),
 }
 """Library name: (the module that must be importable, the session class)."""
 

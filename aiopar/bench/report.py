@@ -191,6 +191,7 @@ def to_json(
                     "lag_ms": r.lag_ms,
                     "met": r.met,
                     "note": r.note,
+                    "figures": r.figures,
                 }
                 for r in rows
             ],

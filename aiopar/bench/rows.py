@@ -39,6 +39,9 @@ class Result:
     speedup: float | None = None
     met: bool | None = None
     in_rounds: bool = True  # runs_s[i] was timed in round i, beside the other rows' i-th
+    # Figures a workload derives from its runs (µs per task, tasks/s, ratios to another
+    # row), by name; in the JSON output, and what some bars read.
+    figures: dict[str, float] = field(default_factory=dict)
 
     @property
     def median_s(self) -> float | None:

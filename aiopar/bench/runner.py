@@ -257,9 +257,9 @@ class Bench:
         same: Callable[[Any, Any], bool],
         rounds: int | None = None,
         *,
-        libraries: Sequence[str] = peers.THIRD_PARTY,
+        libraries: Sequence[str] = peers.MAPS,
     ) -> list[Result]:
-        """Rows for other libraries (default: all of :data:`~aiopar.bench.peers.THIRD_PARTY`):
+        """Rows for other libraries (default: :data:`~aiopar.bench.peers.MAPS`):
         each started, measured with ``use(session)``, then stopped; "not installed" rows
         for the missing ones."""
         results = []

@@ -19,6 +19,10 @@ class Sizes:
     task_iterations: int = 300_000  # about 17 ms of pure Python on this machine
     put_len: int = 10_000_000  # 80 MB of float64, sent to each of put_tasks tasks
     put_tasks: int = 64
+    tiny_tasks: int = 5_000  # submit + gather of this many double(i)
+    tiny_graph: int = 10_000  # nodes of the random task graph
+    tiny_map: int = 100_000  # items of amap(double, ...)
+    latency_calls: int = 200  # one task at a time on an idle pool, for the latency figure
     tick_s: float = 0.001
     # Pause before the timed runs of a workload (loop_lag: before each contender's
     # runs, back to back). On a VM with free page reporting, memory a process frees is
@@ -38,6 +42,10 @@ QUICK = Sizes(
     tasks=16,
     put_len=1_000_000,
     put_tasks=16,
+    tiny_tasks=500,
+    tiny_graph=500,
+    tiny_map=10_000,
+    latency_calls=20,
     settle_s=0.0,
 )
 """The sizes of ``--quick``, for tests: 24 s and 38 s for ``--repeat 1`` on 2 busy cores

@@ -13,7 +13,18 @@ from types import ModuleType
 from ..rows import Result, Workload
 from ..runner import Bench
 from ..sizes import Sizes
-from . import cold_start, loop_lag, matrix_dag, put, py_tasks, vec, vec_heavy
+from . import (
+    cold_start,
+    loop_lag,
+    matrix_dag,
+    put,
+    py_tasks,
+    tiny_graph,
+    tiny_map,
+    tiny_tasks,
+    vec,
+    vec_heavy,
+)
 
 __all__ = ["WORKLOADS", "catalog", "runner_of"]
 
@@ -24,6 +35,9 @@ _MODULES: dict[str, ModuleType] = {
     "matrix_dag": matrix_dag,
     "py_tasks": py_tasks,
     "put": put,
+    "tiny_tasks": tiny_tasks,
+    "tiny_graph": tiny_graph,
+    "tiny_map": tiny_map,
     "cold_start": cold_start,
 }
 
