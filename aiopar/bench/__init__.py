@@ -11,15 +11,18 @@ Every workload runs, in one run of one process, through each contender:
 * ``bare processes`` (``py_tasks`` only): one plain process per core pulling task numbers
   from a shared counter, no pool at all: the ceiling of what the machine gives at that
   moment, measured in the same rounds;
-* ``joblib``, ``ray``, ``dask``, ``mpire``: only when importable (each started for its
-  workload, warmed, and stopped after it); otherwise their rows say "not installed".
+* ``ProcessPoolExecutor.map`` (``tiny_map`` only): the executor's own map, with a chunk
+  size tuned by hand;
+* ``joblib``, ``ray``, ``dask``, ``mpire``, ``aiomultiprocess``: only when importable
+  (each started for its workload, warmed, and stopped after it); otherwise their rows
+  say "not installed".
 
 The package, top-down::
 
     command      the options, the run, the footer with the machine's load (aiopar._load)
     workloads/   one module per workload: its worker functions, title, bar and rows
     runner       Bench: the pools, untimed check, interleaved rounds, peers' rows
-    peers        joblib, Ray, Dask and mpire sessions, imported only when installed
+    peers        joblib, Ray, Dask, mpire, aiomultiprocess: imported only when installed
     report       speedups and verdicts, the table, Markdown, JSON
     rows, sizes, memory, lag    the data of a run, the sizes, peak memory, loop lag
 
@@ -27,8 +30,8 @@ Memory ("peak +MiB") is measured by :class:`aiopar.bench.memory.PeakMemory`; the
 start rows report the whole peak of the new interpreter and its workers instead.
 
 The functions sent to workers live at module level in the workload modules, so workers
-import them by name; heavy imports (joblib, ray, dask, mpire) happen inside functions,
-and only when those packages are installed.
+import them by name; heavy imports (joblib, ray, dask, mpire, aiomultiprocess) happen
+inside functions, and only when those packages are installed.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def workload(sizes: Sizes) -> Workload:
         f"amap over {n:,} tiny items",
         f"amap(double, range({n:,})); run_in_executor: one piece per worker;"
         f" {PPE_MAP}: executor.map(double, items, chunksize=n / (4 × workers))",
-        f"≤ ×0.5 of {PPE_MAP}'s time [≤ 2 × sequential]",
+        "≤ ½ of PPE.map's time [≤ 2 × sequential's]",
         _meets,
     )
 
