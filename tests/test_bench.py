@@ -26,6 +26,7 @@ from aiopar.bench.rows import Result, Sample, Workload
 from aiopar.bench.runner import Bench, equal
 from aiopar.bench.workloads import catalog, tiny_graph
 from aiopar.bench.workloads.py_tasks import BareProcesses, against_ceiling, py_work
+from aiopar.bench.workloads.tiny_tasks import double
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -414,3 +415,14 @@ def test_rounds_turn_the_order_of_the_contenders() -> None:
     assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     runs = {row.contender: row.runs_s for row in rows}
     assert runs == {"a": [4.0, 9.0, 11.0], "b": [5.0, 7.0, 12.0], "c": [6.0, 8.0, 10.0]}
+
+
+@pytest.mark.timeout(60)
+def test_aiomultiprocess_session_maps_in_order_and_stops_its_processes() -> None:
+    # An optional peer (not installed in CI): its rows appear only where it is importable.
+    pytest.importorskip("aiomultiprocess")
+    session = peers.SESSIONS["aiomultiprocess"][1](2)
+    try:
+        assert session.map(double, [1, 2, 3]) == [2, 4, 6]
+    finally:
+        session.close()  # the no_leaks fixture checks that its workers are gone

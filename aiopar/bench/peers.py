@@ -178,6 +178,13 @@ class _Aiomultiprocess:
             self._runner.run(stop())
         finally:
             self._runner.close()
+            # The pool's workers get their state through one manager process, which
+            # aiomultiprocess starts on first use and keeps for the interpreter's life.
+            core = importlib.import_module("aiomultiprocess.core")
+            manager = getattr(core, "_manager", None)
+            if manager is not None:
+                manager.shutdown()
+                vars(core)["_manager"] = None
 
 
 SESSIONS: dict[str, tuple[str, Callable[[int], Any]]] = {
