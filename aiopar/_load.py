@@ -1,7 +1,8 @@
-"""How much of the machine other processes use, for the tables of ``python -m aiopar demo``.
+"""How much of the machine other processes use, for ``python -m aiopar demo`` and ``bench``.
 
 A timing taken while other programs keep the CPUs busy says little about aiopar; the
-demo prints this share beside its table, and beside a row that came out slower. Read
+demo prints this share beside its table, and beside a row that came out slower; the
+bench prints it, with the hypervisor's steal apart, under its table. Read
 from ``/proc`` (Linux): elsewhere every figure is ``None`` and nothing is printed.
 Runs in the calling thread; each reading costs a walk of ``/proc``, so take readings
 around whole experiments, not inside a loop.
@@ -13,10 +14,10 @@ import contextlib
 import os
 import time
 
-__all__ = ["CpuWatch"]
+__all__ = ["CpuWatch", "process_tree"]
 
 
-def _process_tree() -> list[int]:
+def process_tree() -> list[int]:
     """This process and all its descendants (the workers), from ``/proc``."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -47,7 +48,7 @@ def _cpu_seconds() -> tuple[float, float] | None:
         with open("/proc/stat") as file:
             fields = [int(value) for value in file.readline().split()[1:]]
         ours = 0
-        for pid in _process_tree():
+        for pid in process_tree():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 with open(f"/proc/{pid}/stat", "rb") as file:
                     stat = file.read()
@@ -59,11 +60,22 @@ def _cpu_seconds() -> tuple[float, float] | None:
     return (user + nice + system + irq + softirq + steal) / tick, ours / tick
 
 
+def _steal_seconds() -> float | None:
+    """CPU seconds the hypervisor stole from the machine; None without ``/proc``."""
+    try:
+        with open("/proc/stat") as file:
+            fields = file.readline().split()[1:]
+        return int(fields[7]) / os.sysconf("SC_CLK_TCK") if len(fields) > 7 else 0.0
+    except (OSError, ValueError):
+        return None
+
+
 class CpuWatch:
     """The share of all CPUs that other processes used since the watch was made."""
 
     def __init__(self) -> None:
         self._start = _cpu_seconds()
+        self._steal = _steal_seconds()
         self._since = time.perf_counter()
 
     def others(self) -> float | None:
@@ -79,3 +91,12 @@ class CpuWatch:
         if capacity * os.sysconf("SC_CLK_TCK") < 20:
             return None  # fewer than 20 clock ticks: the counters are too coarse
         return min(1.0, max(0.0, busy - ours) / capacity)
+
+    def steal(self) -> float | None:
+        """Share (0 to 1) of the machine's CPU time, since construction, that the
+        hypervisor stole (part of :meth:`others`); None where ``/proc`` is missing."""
+        end = _steal_seconds()
+        elapsed = time.perf_counter() - self._since
+        if self._steal is None or end is None or elapsed <= 0:
+            return None
+        return min(1.0, max(0.0, end - self._steal) / (elapsed * (os.cpu_count() or 1)))
