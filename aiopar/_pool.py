@@ -25,7 +25,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, TypeVarTuple, overload
 import anyio
 import cloudpickle
 
-from . import _codepickle, _maps, _reduce, _tasks
+from . import _codepickle, _leaks, _maps, _reduce, _tasks
 from ._checks import check_function
 from ._chunks import check_count, check_positive
 from ._executor import Dispatcher, Job
@@ -237,6 +237,7 @@ class Pool:
         """
         if self._closed:
             raise RuntimeError("this Pool is closed; make a new one")
+        _leaks.pool_opened(self)
         if self._dispatcher is None and self.inline:
             self._dispatcher = InlineRunner(
                 pickled=self.inline is True,
