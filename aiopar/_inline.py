@@ -1,23 +1,26 @@
 """Running a pool's jobs in this very process, one at a time, in the order they came.
 
-Inside a worker process, the default pool runs its jobs this way: a task that calls
-``aiopar.amap`` or ``aiopar.submit`` gets its answers from its own process, instead of
-starting a pool of workers of its own (one per worker: N² processes, which outlive the
-task and keep the outer pool from closing). The same runner serves any pool asked to
-run in-process.
+Two users: ``Pool(inline=True)`` (and the default pool under ``AIOPAR_INLINE=1``), for
+debuggers, profilers, coverage and tests; and, inside a worker process, the default
+pool: a task that calls ``aiopar.amap`` or ``aiopar.submit`` gets its answers from its
+own process, instead of starting a pool of workers of its own (one per worker: N²
+processes, which outlive the task and keep the outer pool from closing).
 
 The path of one job, all in the thread that submits it::
 
-    InlineRunner.submit(job) ──► queue ──► on the next turn of the event loop running
-                                   │       in this thread, one job a turn: cancelling
-                                   │       the caller in between drops the queued jobs
+    InlineRunner.submit(job) ──► queue ──► on a coming turn of the event loop running
+                                   │       in this thread, one job a turn, with quiet
+                                   │       turns between jobs: cancelling the caller in
+                                   │       between drops the queued jobs
                                    └─────► at once when no loop runs here, or when a job
                                            of ours submits it (a nested call)
-    run: arguments pickled and unpickled ─► _worker.run_job ─► the result pickled and
-    unpickled ─► job.future
+    run: the pool's initializer, once ─► arguments pickled and unpickled ─►
+    _worker.run_job ─► the result pickled and unpickled ─► job.future
 
 Arguments and results cross a pickle round trip, as they would on their way to a
-worker and back, so a function that works here works in a worker too. A job blocks
+worker and back, so a function that works here works in a worker too (``pickled=False``,
+``Pool(inline="nopickle")``, hands the objects themselves). During a job,
+``aiopar.worker_state()`` returns what the pool's initializer returned. A job blocks
 the thread (and the event loop) that runs it: this is for nested calls, debugging and
 tests, not for speed.
 """

@@ -66,6 +66,7 @@ import numpy as np
 import numpy.typing as npt
 
 import aiopar
+from aiopar import _bench_suite
 
 __all__ = [
     "FULL",
@@ -90,6 +91,8 @@ FloatArray = npt.NDArray[np.float64]
 
 WORKLOADS = ("vec", "vec_heavy", "loop_lag", "matrix_dag", "py_tasks", "put", "cold_start")
 """The workload names, in the order they run (the keys of the JSON output)."""
+EXTRA_WORKLOADS = ("test_suite",)
+"""Workloads run only when named with ``--only`` (see ``_bench_suite.py``)."""
 
 # py_tasks runs this many times --repeat rounds: its runs are short (about 4.6 s a round for
 # all contenders) and its ratios the noisiest, each vCPU of a cloud machine changing speed
@@ -1403,7 +1406,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     parser.add_argument(
-        "--only", nargs="+", choices=WORKLOADS, metavar="NAME", help="run only these workloads"
+        "--only",
+        nargs="+",
+        choices=(*WORKLOADS, *EXTRA_WORKLOADS),
+        metavar="NAME",
+        help=f"run only these workloads ({', '.join(EXTRA_WORKLOADS)}: only when named here)",
     )
     parser.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop to use"
@@ -1423,7 +1430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--loop uvloop needs uvloop: pip install uvloop")
     sizes = QUICK if args.quick else FULL
     names = [name for name in WORKLOADS if not args.only or name in args.only]
-    catalog = _workloads(sizes)
+    names += [name for name in EXTRA_WORKLOADS if args.only and name in args.only]
+    catalog = {**_workloads(sizes), **_bench_suite.workloads(args.quick)}
     start = time.perf_counter()
 
     def progress(line: str) -> None:
@@ -1450,7 +1458,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         watch = CpuWatch()
         for name in names:
             progress(f"{name}: {catalog[name].description}")
-            rows: list[Result] = getattr(bench, name)()
+            rows: list[Result] = (
+                getattr(bench, name)()
+                if name in WORKLOADS
+                else _bench_suite.rows(args.quick, bench.workers, args.repeat)
+            )
             judge(catalog[name], rows, quick=args.quick)
             results.append((catalog[name], rows))
         load = watch.report()
