@@ -9,6 +9,8 @@ default pool: its first call makes its own.
 Inside a worker process the default pool starts no processes: it runs each call in
 that worker, in order (see ``_inline.py``), so a task may call ``aiopar.amap`` or
 ``aiopar.submit`` without multiplying processes or keeping its pool from closing.
+With ``AIOPAR_INLINE=1`` in the environment, the default pool runs in-process too
+(``Pool(inline=True)``), so a program can be debugged without editing it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import atexit
 import os
 import threading
 
+from ._inline import inline_from_environment
 from ._pool import Pool
 from ._worker import in_worker
 
@@ -35,7 +38,7 @@ def get_default_pool() -> Pool:
                 pool = Pool(workers=1)
                 pool._open_inline()
             else:
-                pool = Pool()
+                pool = Pool(inline=inline_from_environment())
                 pool.open()
             _pool = pool
         return _pool

@@ -1,23 +1,26 @@
 """Running a pool's jobs in this very process, one at a time, in the order they came.
 
-Inside a worker process, the default pool runs its jobs this way: a task that calls
-``aiopar.amap`` or ``aiopar.submit`` gets its answers from its own process, instead of
-starting a pool of workers of its own (one per worker: N² processes, which outlive the
-task and keep the outer pool from closing). The same runner serves any pool asked to
-run in-process.
+Two users: ``Pool(inline=True)`` (and the default pool under ``AIOPAR_INLINE=1``), for
+debuggers, profilers, coverage and tests; and, inside a worker process, the default
+pool: a task that calls ``aiopar.amap`` or ``aiopar.submit`` gets its answers from its
+own process, instead of starting a pool of workers of its own (one per worker: N²
+processes, which outlive the task and keep the outer pool from closing).
 
 The path of one job, all in the thread that submits it::
 
-    InlineRunner.submit(job) ──► queue ──► on the next turn of the event loop running
-                                   │       in this thread, one job a turn: cancelling
-                                   │       the caller in between drops the queued jobs
+    InlineRunner.submit(job) ──► queue ──► on a coming turn of the event loop running
+                                   │       in this thread, one job a turn, with quiet
+                                   │       turns between jobs: cancelling the caller in
+                                   │       between drops the queued jobs
                                    └─────► at once when no loop runs here, or when a job
                                            of ours submits it (a nested call)
-    run: arguments pickled and unpickled ─► _worker.run_job ─► the result pickled and
-    unpickled ─► job.future
+    run: the pool's initializer, once ─► arguments pickled and unpickled ─►
+    _worker.run_job ─► the result pickled and unpickled ─► job.future
 
 Arguments and results cross a pickle round trip, as they would on their way to a
-worker and back, so a function that works here works in a worker too. A job blocks
+worker and back, so a function that works here works in a worker too (``pickled=False``,
+``Pool(inline="nopickle")``, hands the objects themselves). During a job,
+``aiopar.worker_state()`` returns what the pool's initializer returned. A job blocks
 the thread (and the event loop) that runs it: this is for nested calls, debugging and
 tests, not for speed.
 """
@@ -26,16 +29,62 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import functools
+import os
 import pickle
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from . import _worker
 from ._executor import Job
 
-__all__ = ["InlineRunner", "Runner"]
+__all__ = ["InlineRunner", "Runner", "check_inline", "inline_from_environment"]
+
+#: The environment variable that makes the default pool run in-process.
+ENVIRONMENT_VARIABLE = "AIOPAR_INLINE"
+
+
+def check_inline(inline: object, executor: object) -> bool | Literal["nopickle"]:
+    """Validate ``Pool(inline=...)``.
+
+    Raises:
+        ValueError: for a value other than True, False or "nopickle", or inline
+            combined with ``executor=``.
+    """
+    if inline is not True and inline is not False and inline != "nopickle":
+        raise ValueError(
+            'inline must be True (jobs run in this process), "nopickle" (in this '
+            f"process, without the pickle round trip) or False (worker processes), got {inline!r}"
+        )
+    if inline and executor is not None:
+        raise ValueError(
+            "inline=... runs the jobs in this process and executor=... runs them on that "
+            "executor: give one of them"
+        )
+    return "nopickle" if inline == "nopickle" else bool(inline)
+
+
+def inline_from_environment() -> bool | Literal["nopickle"]:
+    """What ``AIOPAR_INLINE`` asks of the default pool: unset, empty or ``0``: worker
+    processes; ``1``: in-process; ``nopickle``: in-process without the pickle round trip.
+
+    Raises:
+        ValueError: for any other value, naming the variable.
+    """
+    value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower()
+    if value in ("", "0"):
+        return False
+    if value == "1":
+        return True
+    if value == "nopickle":
+        return "nopickle"
+    raise ValueError(
+        f"{ENVIRONMENT_VARIABLE}={os.environ[ENVIRONMENT_VARIABLE]!r} is not understood: use 1 "
+        "(the default pool runs jobs in this process), nopickle (the same without the "
+        "pickle round trip) or 0 (worker processes)"
+    )
 
 
 class Runner(Protocol):
@@ -81,6 +130,12 @@ def _loop_scheduler() -> Callable[[Callable[[], object]], object] | None:
     return None
 
 
+_NO_STATE: Any = object()
+
+#: Turns of the event loop left free between two jobs (see InlineRunner._turn).
+QUIET_TURNS = 2
+
+
 def _cancel_error(job: Job) -> cf.CancelledError:
     return cf.CancelledError(f"{job.label} was cancelled")
 
@@ -92,12 +147,36 @@ class InlineRunner:
     submitted it (a task whose dependencies finish in another thread runs there).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        pickled: bool = True,
+        initializer_blob: bytes | None = None,
+        initargs_blob: bytes | None = None,
+        own_state: bool = False,
+    ) -> None:
+        """Args:
+        pickled: send arguments and results (and exceptions) through a pickle round
+            trip, as a worker would; False hands the objects themselves.
+        initializer_blob, initargs_blob: the pool's pickled initializer and its
+            arguments, run once, before the first job.
+        own_state: whether :func:`aiopar.worker_state` returns this runner's state
+            (the initializer's result, or None) during its jobs; False (the default
+            pool inside a worker) leaves it to the worker's own.
+        """
         self._queue: collections.deque[Job] = collections.deque()
         self._lock = threading.Lock()
         self._local = threading.local()  # .running: the job this thread runs now
         self._turn_scheduled = False
         self._closed = False
+        self._pickled = pickled
+        self._own_state = own_state
+        self._initializer: tuple[bytes, bytes | None] | None = (
+            (initializer_blob, initargs_blob) if initializer_blob is not None else None
+        )
+        self._init_lock = threading.Lock()
+        self._state: Any = None
+        self._init_error: BaseException | None = None
 
     @property
     def arena(self) -> None:
@@ -127,11 +206,12 @@ class InlineRunner:
         self._schedule_turn()
 
     def _schedule_turn(self) -> None:
-        """Run the queue on the event loop's next turn, or now when no loop runs here."""
+        """Run the queue on a coming turn of the event loop, or now when no loop runs
+        here."""
         schedule = _loop_scheduler()
         if schedule is not None:
             try:
-                schedule(self._turn)
+                schedule(functools.partial(self._turn, schedule, QUIET_TURNS))
             except Exception:  # the loop is closing: nobody will run the queue but us
                 pass
             else:
@@ -139,8 +219,21 @@ class InlineRunner:
         while self._next():
             pass
 
-    def _turn(self) -> None:
-        """Run the first queued job; come back on the next turn for the others."""
+    def _turn(self, schedule: Callable[[Callable[[], object]], object], wait: int) -> None:
+        """After ``wait`` more turns of the loop, run the first queued job; come back
+        for the others.
+
+        The turns in between are quiet: no job finishes in them, so a task waiting
+        for our jobs is not woken, and a cancellation that waits for its task to be
+        asleep (anyio's on asyncio) reaches it. Without them, a job finishing at
+        every turn could keep a cancelled map running to its end.
+        """
+        if wait > 0:
+            try:
+                schedule(functools.partial(self._turn, schedule, wait - 1))
+            except Exception:  # the loop is closing
+                self._turn(schedule, 0)
+            return
         if self._next():
             self._schedule_turn()
 
@@ -161,27 +254,37 @@ class InlineRunner:
                 future.set_exception(_cancel_error(job))
             return
         previous = getattr(self._local, "running", None)
+        previous_state = getattr(_worker.inline_state, "value", _NO_STATE)
         self._local.running = job
         failure: BaseException | None = None
         result: Any = None
         try:
-            # A round trip through pickle, as on the way to a worker and back: the
-            # same errors for what cannot be sent, and copies, never shared objects.
-            outbound = _worker.Outbound(
-                job.payload, None, [], kind=job.kind, label=job.label, first_item=job.first_item
-            )
-            data = pickle.loads(pickle.dumps(outbound, protocol=pickle.HIGHEST_PROTOCOL))
+            self._initialize()
+            if self._own_state:
+                _worker.inline_state.value = self._state
+            data: object = job.payload
+            if self._pickled:
+                # A round trip through pickle, as on the way to a worker and back: the
+                # same errors for what cannot be sent, and copies, never shared objects.
+                outbound = _worker.Outbound(
+                    data, None, [], kind=job.kind, label=job.label, first_item=job.first_item
+                )
+                data = pickle.loads(pickle.dumps(outbound, protocol=pickle.HIGHEST_PROTOCOL))
             job.payload = None
             job.elapsed, value = _worker.run_job(-1, job.func_blob, job.kind, data)
-            result = _worker.unwrap(
-                pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-            )
+            if self._pickled:
+                value = pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            result = _worker.unwrap(value)
         except _worker.Carried as carried:  # the task's exception (SystemExit: TaskExited)
-            failure = carried.load()
+            failure = self._task_error(carried)
         except BaseException as exc:  # KeyboardInterrupt too: raised where it is awaited
             failure = exc
         finally:
             self._local.running = previous
+            if previous_state is _NO_STATE:
+                _worker.inline_state.__dict__.pop("value", None)
+            else:
+                _worker.inline_state.value = previous_state
         # Only now: the tasks that depend on this one are submitted by the future's
         # callbacks, and must be queued, not run inside this call (a long chain of
         # dependents would otherwise nest one call per task).
@@ -191,6 +294,41 @@ class InlineRunner:
             future.set_exception(_cancel_error(job))
         else:
             future.set_result(result)
+
+    def _initialize(self) -> None:
+        """Run the pool's initializer, once, before the first job (as each worker does
+        when it starts); if it failed, fail this job as a worker's jobs fail."""
+        with self._init_lock:
+            if self._initializer is not None:
+                initializer_blob, initargs_blob = self._initializer
+                self._initializer = None
+                try:
+                    initializer = pickle.loads(initializer_blob)
+                    initargs = pickle.loads(initargs_blob) if initargs_blob is not None else ()
+                    self._state = initializer(*initargs)
+                except BaseException as exc:
+                    self._init_error = exc
+        if self._init_error is not None:
+            raise _worker.initializer_failed(self._init_error)
+
+    def _task_error(self, carried: _worker.Carried) -> BaseException:
+        """The exception a task raised, as its caller gets it.
+
+        Pickled mode: the type a worker would send back (an exception that cannot be
+        pickled becomes a :class:`aiopar.RemoteError`), but the exception object
+        itself when it would come back whole, so its traceback leads into the task.
+        Ctrl-C during a job stops the program, not only that task.
+        """
+        if isinstance(carried.__context__, KeyboardInterrupt):
+            return carried.__context__
+        exc = carried.load()
+        if not self._pickled:
+            return exc
+        try:
+            copy = pickle.loads(pickle.dumps(carried, protocol=pickle.HIGHEST_PROTOCOL)).load()
+        except Exception as error:  # pragma: no cover - Carried pickles by design
+            return error
+        return exc if type(copy) is type(exc) else copy
 
     def try_cancel(self, job: Job) -> bool:
         """Cancel ``job`` if it has not started; return whether it was cancelled."""

@@ -25,11 +25,11 @@ from typing import Any, Literal, ParamSpec, TypeVar, TypeVarTuple, overload
 import anyio
 import cloudpickle
 
-from . import _codepickle, _maps, _reduce, _tasks
+from . import _codepickle, _leaks, _maps, _reduce, _tasks
 from ._checks import check_function
 from ._chunks import check_count, check_positive
 from ._executor import Dispatcher, Job
-from ._inline import InlineRunner, Runner
+from ._inline import InlineRunner, Runner, check_inline
 from ._main_module import check_main_module
 from ._maps import ProgressOption
 from ._options import TaskOptions
@@ -44,6 +44,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 CancelMode = Literal["wait", "kill"]
+InlineMode = bool | Literal["nopickle"]
 _NO_INITIAL: Any = _reduce.NO_INITIAL
 
 
@@ -134,6 +135,12 @@ class Pool:
             owned nor shut down by the pool.
         retries: how many times to run again a job whose worker crashed before giving
             up with :class:`aiopar.WorkerCrashedError`.
+        inline: True runs the jobs in this process, one at a time, in order, with no
+            worker processes: for debugging, profiling and coverage (see
+            ``docs/testing.md``). Arguments, results and exceptions still go through
+            a pickle round trip, as to a worker and back; ``"nopickle"`` skips it.
+            The other options keep their meaning where they can: the initializer
+            runs once, in this process; nothing is killed or restarted.
 
     Raises:
         TypeError, ValueError: for a bad option, naming it.
@@ -150,7 +157,9 @@ class Pool:
         cancel: CancelMode = "wait",
         executor: cf.Executor | None = None,
         retries: int = 0,
+        inline: InlineMode = False,
     ) -> None:
+        inline = check_inline(inline, executor)
         workers = check_positive("workers", workers)
         if workers is not None and workers > MAX_WORKERS:
             raise ValueError(
@@ -206,12 +215,14 @@ class Pool:
         self._max_tasks_per_child = max_tasks_per_child
         self._executor = executor
         self._retries = retries
+        self.inline: InlineMode = inline
         self._dispatcher: Runner | None = None
         self._closed = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._dispatcher else "not started")
-        return f"<aiopar.Pool workers={self.workers} start_method={self.start_method!r} {state}>"
+        where = f"inline={self.inline!r}" if self.inline else f"start_method={self.start_method!r}"
+        return f"<aiopar.Pool workers={self.workers} {where} {state}>"
 
     # ── lifecycle ──────────────────────────────────────────────────────────────────
 
@@ -226,6 +237,14 @@ class Pool:
         """
         if self._closed:
             raise RuntimeError("this Pool is closed; make a new one")
+        _leaks.pool_opened(self)
+        if self._dispatcher is None and self.inline:
+            self._dispatcher = InlineRunner(
+                pickled=self.inline is True,
+                initializer_blob=self._initializer_blob,
+                initargs_blob=self._initargs_blob,
+                own_state=True,
+            )
         if self._dispatcher is None:
             if self._executor is None:
                 check_main_module()

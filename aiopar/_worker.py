@@ -58,6 +58,8 @@ _func_cache: dict[bytes, Callable[..., Any]] = {}
 # The result segment of the latest job: removed if the main process dies before it
 # could adopt it (it registers the names it adopts with the resource tracker).
 _last_result_segment: str | None = None
+# .value: the state of the in-process pool whose job this thread runs (see _inline.py)
+inline_state = threading.local()
 _FUNC_CACHE_SIZE = 64
 
 
@@ -284,11 +286,15 @@ def worker_state() -> Any:
 
     Call it from a function that runs in a worker: it is how tasks reach a model, a
     connection or a file that each worker loads once. Returns ``None`` when the pool has
-    no initializer.
+    no initializer. In a job of an in-process pool (``Pool(inline=True)``) it returns
+    what that pool's initializer returned, once, in this process.
 
     Raises:
         RuntimeError: when called outside an aiopar worker process.
     """
+    state = getattr(inline_state, "value", _NOT_IN_WORKER)
+    if state is not _NOT_IN_WORKER:
+        return state
     if _state is _NOT_IN_WORKER:
         raise RuntimeError(
             "aiopar.worker_state() was called outside a worker: call it from a function "
@@ -657,6 +663,17 @@ def run_job(
             os._exit(0)
 
 
+def initializer_failed(error: BaseException) -> RuntimeError:
+    """The error every job gets in a worker whose initializer raised ``error``."""
+    failure = RuntimeError(
+        "the pool's initializer failed in this worker, so no task can run "
+        f"({type(error).__name__}: {error})"
+    )
+    failure.__cause__ = _portable_exception(error)
+    failure.__suppress_context__ = True
+    return failure
+
+
 def _run_job(
     slot: int,
     func_blob: bytes,
@@ -672,10 +689,7 @@ def _run_job(
             return (0.0, SKIPPED)
         _slots[slot] = os.getpid()
     if _init_error is not None:
-        raise RuntimeError(
-            "the pool's initializer failed in this worker, so no task can run "
-            f"({type(_init_error).__name__}: {_init_error})"
-        ) from _portable_exception(_init_error)
+        raise initializer_failed(_init_error)
     try:
         data: Any = unwrap(payload)
     except Exception as exc:

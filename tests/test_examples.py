@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -190,7 +191,7 @@ async def test_score_rejects_bad_parameters(server_example: ModuleType) -> None:
                 assert next(iter(params)) in await response.text()
 
 
-# --- the test-suite recipe of docs/pools.md --------------------------------------------------
+# --- testing with the pytest plugin: examples/testing and docs/testing.md ---------------------
 
 
 def doc_blocks(page: str) -> list[tuple[str, str]]:
@@ -208,26 +209,15 @@ def doc_blocks(page: str) -> list[tuple[str, str]]:
     return blocks
 
 
-def run_suite_recipe(which: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Lay out the page's settings, its ``which``-th conftest.py and its test file in
-    ``tmp_path`` as a project of its own, and run pytest there."""
-    section = (ROOT / "docs" / "pools.md").read_text()
-    assert "## In a test suite" in section
-    blocks = doc_blocks("pools.md")
-    settings = [text for language, text in blocks if language == "toml"]
-    conftests = [text for _, text in blocks if text.startswith("# conftest.py")]
-    tests = [text for _, text in blocks if text.startswith("# test_squares.py")]
-    assert len(settings) == 1 and len(conftests) == 2 and len(tests) == 1
-    (tmp_path / "pyproject.toml").write_text(settings[0])
-    (tmp_path / "conftest.py").write_text(conftests[which])
-    (tmp_path / "test_squares.py").write_text(tests[0])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+def run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest`` in ``folder``, as a project of its own, warnings as errors."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "AIOPAR_"))}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", *args],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=folder,
         env=env,
         timeout=100,
         check=False,
@@ -235,11 +225,34 @@ def run_suite_recipe(which: int, tmp_path: Path) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("which", [0, 1], ids=["plain fixture", "pytest-asyncio fixture"])
-def test_the_test_suite_recipe_runs_as_written(which: int, tmp_path: Path) -> None:
+def test_the_testing_example_suite_passes(tmp_path: Path) -> None:
     pytest.importorskip("trio")
-    result = run_suite_recipe(which, tmp_path)
+    folder = tmp_path / "testing"
+    shutil.copytree(EXAMPLES / "testing", folder)  # as a user copies it
+    result = run_pytest(folder)
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
-    assert "2 passed" in result.stdout, report
+    assert "5 passed" in result.stdout, report
     assert "warning" not in report.lower(), report
+
+
+@pytest.mark.timeout(120)
+def test_the_testing_page_recipe_runs_as_written(tmp_path: Path) -> None:
+    """The page's test file with its pytest-asyncio settings, on the plugin's fixture,
+    then on the hand-written conftest.py with the plugin turned off."""
+    pytest.importorskip("trio")
+    blocks = doc_blocks("testing.md")
+    settings = [text for language, text in blocks if "asyncio_mode" in text]
+    conftests = [text for _, text in blocks if text.startswith("# conftest.py")]
+    tests = [text for _, text in blocks if text.startswith("# test_squares.py")]
+    assert len(settings) == 1 and len(conftests) == 1 and len(tests) == 1
+    (tmp_path / "pyproject.toml").write_text(settings[0])
+    (tmp_path / "test_squares.py").write_text(tests[0])
+    for args in ([], ["-p", "no:aiopar"]):
+        if args:
+            (tmp_path / "conftest.py").write_text(conftests[0])
+        result = run_pytest(tmp_path, *args)
+        report = result.stdout + result.stderr
+        assert result.returncode == 0, report
+        assert "4 passed" in result.stdout, report
+        assert "warning" not in report.lower(), report

@@ -77,6 +77,8 @@ SCRIPT = textwrap.dedent(
     import aiopar
 
     for info in pkgutil.iter_modules(aiopar.__path__):
+        if info.name == "pytest_plugin":
+            continue  # loaded by pytest alone (its pytest11 entry point), so pytest is there
         importlib.import_module(f"aiopar.{info.name}")
 
 

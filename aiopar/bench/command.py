@@ -19,7 +19,7 @@ from .report import CORE_ROWS, format_markdown, format_table, judge, machine, to
 from .rows import Result, Workload
 from .runner import Bench
 from .sizes import FULL, QUICK
-from .workloads import WORKLOADS, catalog, runner_of
+from .workloads import EXTRA_WORKLOADS, WORKLOADS, catalog, runner_of
 
 __all__ = ["main"]
 
@@ -39,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m aiopar bench",
         description="Measure aiopar against sequential code, raw asyncio run_in_executor and,"
         " when installed, joblib, Ray, Dask, mpire and aiomultiprocess; print one table.",
-        epilog="Workloads: " + ", ".join(WORKLOADS) + ". See docs/benchmarks.md.",
+        epilog="Workloads: "
+        + ", ".join(WORKLOADS)
+        + "; with --only also "
+        + ", ".join(EXTRA_WORKLOADS)
+        + ". See docs/benchmarks.md.",
     )
     parser.add_argument(
         "--repeat",
@@ -57,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     parser.add_argument(
-        "--only", nargs="+", choices=WORKLOADS, metavar="NAME", help="run only these workloads"
+        "--only",
+        nargs="+",
+        choices=(*WORKLOADS, *EXTRA_WORKLOADS),
+        metavar="NAME",
+        help=f"run only these workloads ({', '.join(EXTRA_WORKLOADS)}: only when named here)",
     )
     parser.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop to use"
@@ -84,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--loop uvloop needs uvloop: pip install uvloop")
     sizes = QUICK if args.quick else FULL
     names = [name for name in WORKLOADS if not args.only or name in args.only]
+    names += [name for name in EXTRA_WORKLOADS if args.only and name in args.only]
     workloads = catalog(sizes)
     start = time.perf_counter()
 

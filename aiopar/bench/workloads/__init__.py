@@ -19,6 +19,7 @@ from . import (
     matrix_dag,
     put,
     py_tasks,
+    test_suite,
     tiny_graph,
     tiny_map,
     tiny_tasks,
@@ -26,7 +27,7 @@ from . import (
     vec_heavy,
 )
 
-__all__ = ["WORKLOADS", "catalog", "runner_of"]
+__all__ = ["EXTRA_WORKLOADS", "WORKLOADS", "catalog", "runner_of"]
 
 _MODULES: dict[str, ModuleType] = {
     "vec": vec,
@@ -44,13 +45,19 @@ _MODULES: dict[str, ModuleType] = {
 WORKLOADS = tuple(_MODULES)
 """The workload names, in the order they run (the keys of the JSON output)."""
 
+_EXTRA_MODULES: dict[str, ModuleType] = {"test_suite": test_suite}
+
+EXTRA_WORKLOADS = tuple(_EXTRA_MODULES)
+"""Workloads that run only when named with ``--only``, after the others."""
+
 
 def catalog(sizes: Sizes) -> dict[str, Workload]:
     """Every workload's title, description and bar at these sizes, by name."""
-    return {name: module.workload(sizes) for name, module in _MODULES.items()}
+    every = {**_MODULES, **_EXTRA_MODULES}
+    return {name: module.workload(sizes) for name, module in every.items()}
 
 
 def runner_of(name: str) -> Callable[[Bench], list[Result]]:
     """The function that measures the workload ``name`` and returns its rows."""
-    run: Callable[[Bench], list[Result]] = _MODULES[name].run
+    run: Callable[[Bench], list[Result]] = {**_MODULES, **_EXTRA_MODULES}[name].run
     return run
