@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import _worker
-from ._executor import Job
+from ._job import Job
 
 __all__ = ["InlineRunner", "Runner"]
 

@@ -35,7 +35,7 @@ from . import _packing, _shm
 from ._checks import check_items
 from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split, take
 from ._chunks import combine as combine_answers
-from ._executor import Job
+from ._job import Job
 from ._waiting import FutureWatcher
 from ._worker import CALL, MAP, Star
 

@@ -28,8 +28,9 @@ import cloudpickle
 from . import _codepickle, _maps, _reduce, _tasks
 from ._checks import check_function
 from ._chunks import check_count, check_positive
-from ._executor import Dispatcher, Job
+from ._dispatcher import Dispatcher
 from ._inline import InlineRunner, Runner
+from ._job import Job
 from ._main_module import check_main_module
 from ._maps import ProgressOption
 from ._options import TaskOptions

@@ -24,7 +24,7 @@ import anyio
 
 from ._checks import check_arguments, check_items
 from ._chunks import check_positive
-from ._executor import Job
+from ._job import Job
 from ._tasks import TaskRef
 from ._waiting import FutureWatcher
 from ._worker import CALL, REDUCE

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import anyio
 
 from ._checks import LOOP_BUDGET, check_arguments, check_function
-from ._executor import Job
+from ._job import Job
 from ._options import TaskOptions
 from ._waiting import FutureWatcher, wait_all_shielded
 from ._worker import CALL, dumps
