@@ -81,13 +81,11 @@ def _name(func: object) -> str:
 
 def _function_kind(func: object) -> str | None:
     """``"async"``, ``"async generator"``, ``"generator"`` or None (a plain callable)."""
-    from ._tasks import RemoteFunction
-
+    # A RemoteFunction needs no unwrapping: making one checks its function, so it
+    # never holds one of the kinds refused here.
     target = func
-    for _ in range(100):  # partials of partials, remote() of a partial
-        if isinstance(target, RemoteFunction):
-            target = target._func
-        elif isinstance(target, functools.partial):
+    for _ in range(100):  # partials of partials
+        if isinstance(target, functools.partial):
             target = target.func
         else:
             break
@@ -203,9 +201,8 @@ class _Walker:
     def __init__(self, budget: int | None) -> None:
         from collections.abc import Awaitable
 
-        from ._tasks import TaskRef
-
-        self._skip = (TaskRef, Awaitable)  # stand for a value computed elsewhere
+        # Stand for a value computed elsewhere (a TaskRef is Awaitable: it has __await__).
+        self._skip = (Awaitable,)
         self._verdicts: dict[object, bool] = {}  # type (or ("class", type)) -> refused
         self._seen: set[int] = set()
         self._kept: list[object] = []  # what _seen holds the ids of, kept alive

@@ -7,6 +7,9 @@ here sends the real ``co_filename`` along and puts it back after cloudpickle has
 the code: the remote traceback names the user's script, and the worker, which can read
 that file, shows its lines. Runs wherever a function is pickled (the caller's thread)
 and, to unpickle, in the worker.
+
+:func:`pickle_function` is how every call pickles its function: checked first (see
+``_checks.check_function``), refused with a message that names the argument.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any, ClassVar
 
 import cloudpickle
 
-__all__ = ["dumps"]
+from ._checks import check_function
+
+__all__ = ["dumps", "func_name", "pickle_function"]
 
 _cloudpickle_code_reduce: Callable[[types.CodeType], tuple[Any, tuple[Any, ...]]] = (
     cloudpickle.Pickler.dispatch_table[types.CodeType]
@@ -49,3 +54,24 @@ def dumps(obj: object, protocol: int | None = None) -> bytes:
     with io.BytesIO() as file:
         _Pickler(file, protocol=protocol).dump(obj)
         return file.getvalue()
+
+
+def func_name(func: object) -> str:
+    """A short readable name for a function, for labels and messages."""
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return name if isinstance(name, str) else type(func).__name__
+
+
+def pickle_function(func: object, argument: str = "func") -> bytes:
+    """Pickle ``func`` with cloudpickle, or raise a TypeError that names the argument
+    (also for the kinds of callables that cannot run in a worker: see check_function)."""
+    check_function(func, argument)
+    try:
+        return dumps(func)  # cloudpickle, keeping the code's file name
+    except Exception as exc:
+        raise TypeError(
+            f"{argument}={func_name(func)} cannot be pickled to send it to a worker process "
+            f"({type(exc).__name__}: {exc}); define it at module level, or keep unpicklable "
+            "objects (locks, sockets, open files) out of its closure and load them in the "
+            "worker, for example with Pool(initializer=...) and aiopar.worker_state()"
+        ) from exc

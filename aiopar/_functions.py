@@ -18,9 +18,11 @@ from . import _tasks
 from ._default import get_default_pool
 from ._maps import ProgressOption
 from ._options import TaskOptions
-from ._pool import CancelMode, Pool
+from ._pool import Pool
+from ._pool_base import CancelMode
 from ._reduce import NO_INITIAL
-from ._tasks import RemoteFunction, TaskRef
+from ._remote import RemoteFunction
+from ._tasks import TaskRef
 
 __all__ = [
     "amap",

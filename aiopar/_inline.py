@@ -30,35 +30,12 @@ import pickle
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from . import _worker
 from ._job import Job
 
-__all__ = ["InlineRunner", "Runner"]
-
-
-class Runner(Protocol):
-    """What a pool needs of whatever runs its jobs: the ``Dispatcher`` (worker
-    processes, ``_executor.py``) or an :class:`InlineRunner` (this process)."""
-
-    @property
-    def arena(self) -> Any: ...
-
-    @property
-    def workers(self) -> int: ...
-
-    def submit(self, job: Job) -> None: ...
-
-    def try_cancel(self, job: Job) -> bool: ...
-
-    def cancel(self, job: Job, *, kill: bool) -> None: ...
-
-    def close(self) -> None: ...
-
-    def arena_segments(self) -> list[str]: ...
-
-    def worker_pids(self) -> list[int]: ...
+__all__ = ["InlineRunner"]
 
 
 def _loop_scheduler() -> Callable[[Callable[[], object]], object] | None:

@@ -35,12 +35,13 @@ from . import _packing, _shm
 from ._checks import check_items
 from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split, take
 from ._chunks import combine as combine_answers
+from ._codepickle import func_name, pickle_function
 from ._job import Job
 from ._waiting import FutureWatcher
 from ._worker import CALL, MAP, Star
 
 if TYPE_CHECKING:
-    from ._pool import CancelMode, Pool
+    from ._pool_base import CancelMode, PoolBase
 
 __all__ = ["ProgressBar", "ProgressOption", "amap", "amap_chunks", "imap", "starmap"]
 
@@ -130,7 +131,7 @@ class _Progress:
 
 
 async def _chunk_results(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[[Any], Any],
     items: Iterable[Any] | AsyncIterable[Any],
     *,
@@ -142,8 +143,6 @@ async def _chunk_results(
     cancel: CancelMode | None = None,
 ) -> AsyncGenerator[list[Any], None]:
     """Yield the result list of each chunk; the engine of imap and amap."""
-    from ._pool import func_name, pickle_function
-
     chunksize = check_positive("chunksize", chunksize)
     max_inflight = check_positive("max_inflight", max_inflight)
     blob = pickle_function(func)
@@ -218,7 +217,7 @@ async def _chunk_results(
 
 
 async def imap(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[[T], R],
     items: Iterable[T] | AsyncIterable[T],
     *,
@@ -243,7 +242,7 @@ async def imap(
 
 
 async def amap(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[[T], R],
     items: Iterable[T] | AsyncIterable[T],
     *,
@@ -271,7 +270,7 @@ async def amap(
 
 
 async def starmap(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[..., R],
     items: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
     *,
@@ -294,7 +293,7 @@ async def starmap(
 
 
 async def amap_chunks(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[[Any], Any],
     data: Any,
     *,
@@ -304,8 +303,6 @@ async def amap_chunks(
     progress: ProgressOption,
     cancel: CancelMode | None = None,
 ) -> Any:
-    from ._pool import func_name, pickle_function
-
     chunks, chunksize = check_chunk_args(chunks, chunksize)
     if not (combine is None or combine == "concat" or callable(combine)):
         raise ValueError(f'combine must be "concat", None or a callable, got {combine!r}')

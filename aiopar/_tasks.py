@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import copy as _copy
-import functools
 import graphlib
 import itertools
 import pickle
@@ -23,16 +22,17 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
 
-from ._checks import LOOP_BUDGET, check_arguments, check_function
+from ._checks import LOOP_BUDGET, check_arguments
+from ._codepickle import func_name, pickle_function
 from ._job import Job
 from ._options import TaskOptions
 from ._waiting import FutureWatcher, wait_all_shielded
 from ._worker import CALL, dumps
 
 if TYPE_CHECKING:
-    from ._pool import CancelMode, Pool
+    from ._pool_base import CancelMode, PoolBase
 
-__all__ = ["RemoteFunction", "TaskRef", "gather", "put", "submit"]
+__all__ = ["TaskRef", "gather", "put", "submit"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,7 +59,7 @@ class TaskRef(Generic[R]):
 
     __slots__ = ("_cancel", "_job", "_pool")
 
-    def __init__(self, job: Job, pool: Pool, cancel: CancelMode | None = None) -> None:
+    def __init__(self, job: Job, pool: PoolBase, cancel: CancelMode | None = None) -> None:
         self._job = job
         self._pool = pool
         self._cancel = cancel
@@ -252,7 +252,7 @@ def _resolve(value: Any, plan: _Plan) -> Any:
 
 
 def submit(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[..., R],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -262,8 +262,6 @@ def submit(
 
     ``options``: the task's own ``cancel`` and ``retries``, instead of the pool's.
     """
-    from ._pool import func_name, pickle_function
-
     dispatcher = pool._require_dispatcher()
     cancel = pool._check_cancel(options.cancel) if options is not None else None
     blob = pickle_function(func)
@@ -318,7 +316,7 @@ def submit(
     return ref
 
 
-def put(pool: Pool, value: T) -> TaskRef[T]:
+def put(pool: PoolBase, value: T) -> TaskRef[T]:
     """A finished TaskRef holding a copy of ``value``, its big arrays in shared memory.
 
     The copy is made here, once: numpy arrays of 1 MiB or more are copied into
@@ -431,7 +429,7 @@ async def _abandon_refs(
 ) -> None:
     """Cancel the unfinished tasks of ``refs`` as ``await ref`` would, pool by pool: all
     of them are stopped before any running one is waited for."""
-    groups: dict[tuple[int, CancelMode | None], tuple[Pool, list[Job]]] = {}
+    groups: dict[tuple[int, CancelMode | None], tuple[PoolBase, list[Job]]] = {}
     for ref in refs:
         if not ref.future.done():
             key = (id(ref._pool), ref._cancel)
@@ -442,70 +440,3 @@ async def _abandon_refs(
         for job in pool._stop(jobs, cause, cancel)
     ]
     await wait_all_shielded([job.future for job in running], watcher)
-
-
-class RemoteFunction(Generic[P, R]):
-    """A function with a Ray-style ``.remote()``; made by :func:`aiopar.remote`.
-
-    ``f(*args)`` still runs the function here; ``f.remote(*args)`` submits it to the
-    pool and returns a :class:`TaskRef`, to await or to pass to other ``.remote()``
-    calls as a dependency. ``f.options(...)`` returns a copy with other options.
-    """
-
-    def __init__(
-        self,
-        func: Callable[P, R],
-        *,
-        pool: Pool | None = None,
-        options: TaskOptions | None = None,
-    ) -> None:
-        check_function(func, "remote() of func")
-        self._func = func
-        self._options = options if options is not None else TaskOptions()
-        if pool is not None:
-            self._options = self._options.merged({"pool": pool})
-        functools.update_wrapper(self, func)
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._func(*args, **kwargs)
-
-    @property
-    def _pool(self) -> Pool | None:
-        return self._options.pool
-
-    def options(self, **options: Any) -> RemoteFunction[P, R]:
-        """Return a copy of this function whose ``.remote()`` calls use these options.
-
-        Like Ray's ``f.options(...)``; the original keeps its own options::
-
-            ref = slow.options(cancel="kill", retries=2).remote(x)
-
-        Args:
-            cancel: ``"wait"`` or ``"kill"``: what cancelling a caller awaiting the
-                task does to it once it runs (see :class:`TaskRef`); None: the pool's.
-            retries: how many times the task runs again when its worker crashes;
-                None: the pool's. ``max_retries`` (Ray's name) is accepted too.
-            pool: the :class:`aiopar.Pool` to submit to; None: the default pool.
-
-        Raises:
-            TypeError: for an option aiopar does not have: Ray's ``num_cpus``,
-                ``num_gpus``, ``resources``, ``memory``, ``num_returns``, ``name``,
-                ``runtime_env``, ``scheduling_strategy`` and the like are refused with
-                the aiopar way to get what they are for.
-            ValueError: for a bad value, naming the option.
-        """
-        return RemoteFunction(self._func, options=self._options.merged(options))
-
-    def remote(self, *args: Any, **kwargs: Any) -> TaskRef[R]:
-        """Submit ``func(*args, **kwargs)``; TaskRefs among the arguments are dependencies."""
-        from ._default import get_default_pool
-
-        pool = self._pool if self._pool is not None else get_default_pool()
-        return submit(pool, self._func, args, kwargs, self._options)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Sent to a worker (say, called inside another task): the plain function will do.
-        return (RemoteFunction, (self._func,))
-
-    def __repr__(self) -> str:
-        return f"<aiopar.RemoteFunction {getattr(self._func, '__qualname__', self._func)!r}>"
