@@ -19,7 +19,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import _shm
+from . import _arena
 from ._job import Job
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class DispatchState:
     _borrowing_limit: int  # of which jobs that borrow an arena segment
     _pid: int  # the process that made the dispatcher
     token: str  # names this pool's shared-memory segments
-    arena: _shm.Arena | None
+    arena: _arena.Arena | None
     _thread: threading.Thread
     # Any thread puts, the dispatcher thread gets.
     _events: queue.SimpleQueue[tuple[Any, ...]]

@@ -32,7 +32,7 @@ Why a thread of our own, and not executor.submit() straight from the event loop:
   event-loop thread, and never inside an executor callback.
 
 Results and exceptions come back as pickles the executor does not open
-(``_worker.Packed``, ``_worker.Carried``): they are rebuilt in the thread that settles the
+(``_envelopes.Packed``, ``_carried.Carried``): they are rebuilt in the thread that settles the
 job, so one that cannot be rebuilt here fails its job alone instead of breaking the pool.
 
 Closing (``close()``, and at interpreter exit) runs in the dispatcher thread too:
@@ -63,7 +63,7 @@ import secrets
 import threading
 from typing import Any
 
-from . import _closing, _shm
+from . import _arena, _closing
 from ._closing import Closing
 from ._feeding import AHEAD_BORROWING_PER_WORKER, AHEAD_PER_WORKER, Feeding
 from ._job import Job, _set_exception
@@ -120,7 +120,7 @@ class Dispatcher(Feeding, Settling, Slots, Lending, Recovery, Closing):
         # Held for a few reads and writes only, never while starting processes.
         self._slot_lock = threading.Lock()
         self.token = secrets.token_hex(4)
-        self.arena = _shm.Arena(self.token) if executor is None else None
+        self.arena = _arena.Arena(self.token) if executor is None else None
         # Bytes of shared memory the last result of each function needed (by pickled
         # function): the size of the arena segment to lend its next job.
         self._result_sizes: dict[bytes, int] = {}

@@ -18,7 +18,7 @@ import functools
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from . import _shm, _worker
+from . import _envelopes, _segments, _worker
 from ._dispatch_state import DispatchState
 from ._job import Job, _cancel_error, _Crash, _set_exception
 
@@ -72,7 +72,7 @@ class Feeding(DispatchState):
                 job.slot = self._free_slots.pop()
                 self._slots[job.slot] = _worker.SLOT_FREE
         job.generation = self._generation
-        payload = _worker.Outbound(
+        payload = _envelopes.Outbound(
             job.payload,
             self.arena,
             job.segments,
@@ -82,12 +82,12 @@ class Feeding(DispatchState):
         )
         shm = None
         if self.arena is not None:
-            job.result_segment = _shm.new_name(self.token)
+            job.result_segment = _segments.new_name(self.token)
             loan = None
             if self._borrows(job):
                 job.loan = self.arena.lend(self._result_sizes[job.func_blob])
                 if job.loan is not None:
-                    loan = _shm.Loan(job.loan.name, job.loan.size, job.loan.touched)
+                    loan = _segments.Loan(job.loan.name, job.loan.size, job.loan.touched)
             shm = (job.result_segment, job.destination, self.token, loan)
         # The executor's own table of its processes (a dict it keeps until shut down):
         # kept for the done-callback because shutdown(wait=False) drops it.

@@ -14,7 +14,7 @@ from collections.abc import (
 )
 from typing import Any, ParamSpec, TypeVar, TypeVarTuple, overload
 
-from . import _tasks
+from . import _gather
 from ._default import get_default_pool
 from ._maps import ProgressOption
 from ._options import TaskOptions
@@ -172,7 +172,7 @@ async def gather(
     """
     if pool is not None:
         _pool(pool)
-    return await _tasks.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
+    return await _gather.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
 
 
 @overload

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import _worker
+from . import _carried, _envelopes, _worker
 from ._job import Job
 
 __all__ = ["InlineRunner"]
@@ -144,16 +144,16 @@ class InlineRunner:
         try:
             # A round trip through pickle, as on the way to a worker and back: the
             # same errors for what cannot be sent, and copies, never shared objects.
-            outbound = _worker.Outbound(
+            outbound = _envelopes.Outbound(
                 job.payload, None, [], kind=job.kind, label=job.label, first_item=job.first_item
             )
             data = pickle.loads(pickle.dumps(outbound, protocol=pickle.HIGHEST_PROTOCOL))
             job.payload = None
             job.elapsed, value = _worker.run_job(-1, job.func_blob, job.kind, data)
-            result = _worker.unwrap(
+            result = _envelopes.unwrap(
                 pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
             )
-        except _worker.Carried as carried:  # the task's exception (SystemExit: TaskExited)
+        except _carried.Carried as carried:  # the task's exception (SystemExit: TaskExited)
             failure = carried.load()
         except BaseException as exc:  # KeyboardInterrupt too: raised where it is awaited
             failure = exc

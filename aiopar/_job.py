@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _packing, _shm, _worker
+from . import _packing, _segments, _worker
 
 __all__ = ["Job"]
 
@@ -46,8 +46,8 @@ class Job:
     # segments holding its arguments.
     destination: _packing.Destination | None = None
     result_segment: str | None = None
-    loan: _shm.Segment | None = None
-    segments: list[_shm.Segment] = field(default_factory=list)
+    loan: _segments.Segment | None = None
+    segments: list[_segments.Segment] = field(default_factory=list)
     # Set by _load_outcome() once the executor's future is done: the result, rebuilt
     # from its pickle, or the error rebuilding it raised.
     value: Any = None

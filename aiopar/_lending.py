@@ -3,8 +3,8 @@ arena segment of that size, so its worker writes the result into memory that is
 already mapped and faulted in, instead of a new segment.
 
 Runs in the dispatcher thread (``_borrows`` also in the executor's manager thread,
-reading). The arena itself is ``_shm.Arena``; the segment travels to the worker as a
-``_shm.Loan`` (see ``_feeding.Feeding._launch``).
+reading). The arena itself is ``_arena.Arena``; the segment travels to the worker as a
+``_segments.Loan`` (see ``_feeding.Feeding._launch``).
 """
 
 from __future__ import annotations

@@ -36,9 +36,10 @@ from ._checks import check_items
 from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split, take
 from ._chunks import combine as combine_answers
 from ._codepickle import func_name, pickle_function
+from ._envelopes import CALL, MAP
 from ._job import Job
 from ._waiting import FutureWatcher
-from ._worker import CALL, MAP, Star
+from ._worker import Star
 
 if TYPE_CHECKING:
     from ._pool_base import CancelMode, PoolBase

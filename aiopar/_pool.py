@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar, TypeVarTuple, overload
 
 import cloudpickle
 
-from . import _maps, _reduce, _tasks
+from . import _gather, _maps, _reduce, _tasks
 from ._chunks import check_count, check_positive
 from ._codepickle import pickle_function
 from ._maps import ProgressOption
@@ -286,7 +286,7 @@ class Pool(PoolBase):
         self, *refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False
     ) -> list[Any]:
         """Like :func:`asyncio.gather` for TaskRefs and awaitables; see :func:`aiopar.gather`."""
-        return await _tasks.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
+        return await _gather.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
 
     @overload
     def remote(self, func: Callable[P, R], **options: Any) -> RemoteFunction[P, R]: ...

@@ -25,10 +25,10 @@ import anyio
 from ._checks import check_arguments, check_items
 from ._chunks import check_positive
 from ._codepickle import func_name, pickle_function
+from ._envelopes import CALL, REDUCE
 from ._job import Job
 from ._tasks import TaskRef
 from ._waiting import FutureWatcher
-from ._worker import CALL, REDUCE
 
 if TYPE_CHECKING:
     from ._pool_base import CancelMode, PoolBase

@@ -1,7 +1,7 @@
 """Settling a launched job: its result, its exception, or its crash.
 
 The executor's future of a job carries the worker's answer as pickles the executor does
-not open (``_worker.Packed``, ``_worker.Carried``); :meth:`Settling._load_outcome`
+not open (``_envelopes.Packed``, ``_carried.Carried``); :meth:`Settling._load_outcome`
 rebuilds it in the thread that settles the job, so one that cannot be rebuilt here fails
 its job alone instead of breaking the pool.
 
@@ -16,7 +16,7 @@ import concurrent.futures as cf
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from . import _shm, _worker
+from . import _carried, _envelopes, _segments, _shm
 from ._dispatch_state import DispatchState
 from ._job import Job, _cancel_error, _Crash, _is_skipped, _set_exception
 from .errors import ResultLoadError
@@ -29,7 +29,7 @@ class Settling(DispatchState):
 
     def _load_outcome(self, job: Job, exec_future: cf.Future[Any]) -> None:
         """Rebuild the job's result from the pickle the worker sent (see
-        ``_worker.Packed``), in this thread, not the event loop's. A result that cannot be
+        ``_envelopes.Packed``), in this thread, not the event loop's. A result that cannot be
         rebuilt here fails this job alone, with a ResultLoadError."""
         if exec_future.cancelled() or exec_future.exception() is not None:
             return
@@ -37,7 +37,7 @@ class Settling(DispatchState):
         if _is_skipped(value):
             return
         try:
-            job.value = _worker.unwrap(value)
+            job.value = _envelopes.unwrap(value)
         except Exception as exc:
             error = ResultLoadError(job.label, f" ({type(exc).__name__}: {exc})")
             error.__cause__ = exc
@@ -93,7 +93,7 @@ class Settling(DispatchState):
             if delivered:
                 self._note_result_size(job)
             elif job.result_segment is not None and _shm.held_size(job.result_segment) is None:
-                _shm.unlink(job.result_segment)  # a crash may have left it half-written
+                _segments.unlink(job.result_segment)  # a crash may have left it half-written
             if job.loan is not None:
                 job.segments.append(job.loan)  # unless the result claimed it
                 job.loan = None
@@ -107,7 +107,7 @@ class Settling(DispatchState):
             self._broken(job, crash)
         elif exc is not None:
             self._breakages_in_a_row = 0
-            if isinstance(exc, _worker.Carried):
+            if isinstance(exc, _carried.Carried):
                 exc = exc.load()
             _set_exception(job.future, exc)
         else:
