@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
 
-from ._checks import LOOP_BUDGET, check_arguments
+from ._checks import LOOP_BUDGET, check_arguments, plain_arguments, plain_value
 from ._codepickle import func_name, pickle_function
 from ._envelopes import CALL, dumps
 from ._job import Job
@@ -155,6 +155,23 @@ class _Plan:
         self.containers: dict[int, Any] = {}
 
 
+def _flat_plan(root: tuple[tuple[Any, ...], dict[str, Any]]) -> _Plan | None:
+    """The plan for arguments ``root = (args, kwargs)`` that are TaskRefs and plain values
+    only (the common shape of a task graph), made without a walk; None for others."""
+    args, kwargs = root
+    plan = _Plan()
+    for container, values in ((args, args), (kwargs, kwargs.values())):
+        for value in values:
+            if type(value) is TaskRef:
+                plan.refs[id(value)] = value
+                plan.containers[id(container)] = container
+            elif not plain_value(value):
+                return None
+    if plan.refs:
+        plan.containers[id(root)] = root  # rebuilt last, from the rebuilt args and kwargs
+    return plan
+
+
 def _find_refs(value: Any, label: str, budget: int = LOOP_BUDGET) -> _Plan:
     """Find the TaskRefs in ``value`` (inside lists, tuples, dicts, sets, frozensets).
 
@@ -268,12 +285,20 @@ def submit(
     cancel = pool._check_cancel(options.cancel) if options is not None else None
     blob = pickle_function(func)
     label = f"task {func_name(func)}#{next(_task_ids)}"
-    check_arguments(args, kwargs, label)
-    job = Job(blob, CALL, None, label)
-    job.retries = options.retries if options is not None else None
-    ref: TaskRef[R] = TaskRef(job, pool, cancel)
     root = (args, kwargs)
-    plan = _find_refs(root, label)
+    plain = plain_arguments(args, kwargs)
+    flat = None if plain else _flat_plan(root)
+    if not plain and flat is None:
+        check_arguments(args, kwargs, label)
+    job = Job(blob, CALL, None, label)
+    if options is not None:
+        job.retries = options.retries
+    ref: TaskRef[R] = TaskRef(job, pool, cancel)
+    if plain:  # nothing to look for: no TaskRef among them
+        job.payload = (args, kwargs)
+        dispatcher.submit(job)
+        return ref
+    plan = _find_refs(root, label) if flat is None else flat
     found = plan.refs
     if not found:
         job.payload = (args, kwargs)
