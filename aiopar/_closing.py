@@ -86,8 +86,10 @@ class Closing(DispatchState):
                 continue
             if event[0] == "done":
                 self._finish(event[1], event[2], event[3])
-            elif event[0] == "submit":
-                self._accept(event[1])
+            elif event[0] == "inbox":
+                self._accept_inbox()
+            elif event[0] == "unbatch":
+                self._unbatch(event[1])
         if stopper is not None:
             _end_workers(stopper, processes)
         while True:
@@ -95,8 +97,7 @@ class Closing(DispatchState):
                 event = self._events.get_nowait()
             except queue.Empty:
                 break
-            if event[0] == "submit":
-                self._accept(event[1])
+        self._accept_inbox()  # refused: the pool is closed
         if self.arena is not None:
             self.arena.close()
             _shm.unlink_adopted(self.token)

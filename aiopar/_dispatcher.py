@@ -4,11 +4,13 @@ The path of one job::
 
     event-loop thread                 dispatcher thread "aiopar-dispatch"     executor + workers
     ─────────────────                 ───────────────────────────────────     ──────────────────
-    Dispatcher.submit(job) ─put──►  events ─► pending deque
-      (non-blocking)                     │ at most 32 jobs per worker in the executor
-                                         │ (2 per worker for those that borrow a segment)
+    Dispatcher.submit(job) ─► inbox ─► pending deque (one wake-up per burst of submits)
+      (non-blocking)                     │ at most 32 work items per worker in the executor
+                                         │ (2 per worker for jobs that borrow a segment);
+                                         │ small jobs, when many wait, several to an item
                                          ├──► Executor.submit(run_job, slot, func, kind,
-                                         │                    Portable(payload))
+                                         │                    Outbound(payload))
+                                         │    or run_batch([...]) (see _batching.py)
                                          │    pickled by the executor's feeder thread ─► worker:
                                          │                                 writes its pid in
                                          │                                 slots[slot], runs
@@ -44,6 +46,7 @@ a part (mixin) of the class over the fields of ``_dispatch_state.DispatchState``
 
 =================  ==============================================================
 ``_feeding.py``    accepting jobs, launching them into the executor, done-callbacks
+``_batching.py``   many small jobs in one work item, each settled on its own
 ``_settling.py``   rebuilding results and settling each job's future
 ``_slots.py``      the slot table: skipping a job no worker started, kill on cancel
 ``_lending.py``    lending arena segments for big results
@@ -63,7 +66,8 @@ import secrets
 import threading
 from typing import Any
 
-from . import _arena, _closing
+from . import _arena, _batching, _closing
+from ._batching import Batching
 from ._closing import Closing
 from ._feeding import AHEAD_BORROWING_PER_WORKER, AHEAD_PER_WORKER, Feeding
 from ._job import Job, _set_exception
@@ -74,8 +78,11 @@ from ._slots import Slots
 
 __all__ = ["Dispatcher", "Job"]
 
+# Slots in the table per work item allowed in the executor: room for batches.
+_SLOTS_PER_ITEM = 4
 
-class Dispatcher(Feeding, Settling, Slots, Lending, Recovery, Closing):
+
+class Dispatcher(Feeding, Batching, Settling, Slots, Lending, Recovery, Closing):
     """Feeds jobs to one executor from a background thread; see the module docstring.
 
     Args:
@@ -112,6 +119,13 @@ class Dispatcher(Feeding, Settling, Slots, Lending, Recovery, Closing):
         self._pending: collections.deque[Job] = collections.deque()
         self._resent: list[Job] = []  # to run again, ahead of the pending ones
         self._inflight: set[Job] = set()
+        self._inbox: list[Job] = []  # submitted, not yet taken by the dispatcher thread
+        self._inbox_lock = threading.Lock()
+        self._items = set()
+        self._durations = {}
+        self._batched_jobs = 0
+        batching = self._owns_executor and max_tasks_per_child is None
+        self._batch_mode = _batching.MODE if batching else "off"
         self._generation = 0
         self._breakages_in_a_row = 0
         self._closed = False
@@ -125,8 +139,10 @@ class Dispatcher(Feeding, Settling, Slots, Lending, Recovery, Closing):
         # function): the size of the arena segment to lend its next job.
         self._result_sizes: dict[bytes, int] = {}
         if self._owns_executor:
-            self._slots = mp_context.RawArray("q", self._limit)
-            self._free_slots = list(range(self._limit))
+            # Batches take more slots than work items (see _batching.py).
+            slots = self._limit * _SLOTS_PER_ITEM
+            self._slots = mp_context.RawArray("q", slots)
+            self._free_slots = list(range(slots))
             self._executor = self._new_executor()
         else:
             assert executor is not None
@@ -153,7 +169,14 @@ class Dispatcher(Feeding, Settling, Slots, Lending, Recovery, Closing):
                 "copy of it made by os.fork(): its workers belong to the parent; make a "
                 "new aiopar.Pool in this process (the module-level functions do so)"
             )
-        self._events.put(("submit", job))
+        # Jobs submitted while the dispatcher thread has not yet taken the inbox join it
+        # without waking that thread again: a burst of submits costs one wake-up (and
+        # one handover of the GIL), not one per job.
+        with self._inbox_lock:
+            self._inbox.append(job)
+            if len(self._inbox) > 1:
+                return  # the dispatcher thread was told when the first one came
+        self._events.put(("inbox",))
 
     def cancel(self, job: Job, *, kill: bool) -> None:
         """Drop ``job``: skip it if no worker started it; if one did, terminate that
@@ -191,18 +214,20 @@ class Dispatcher(Feeding, Settling, Slots, Lending, Recovery, Closing):
             event = self._events.get()
             what = event[0]
             try:
-                if what == "submit":
-                    self._accept(event[1])
+                if what == "inbox":
+                    self._accept_inbox()
                 elif what == "done":
                     self._finish(event[1], event[2], event[3])
                 elif what == "cancel":
                     self._cancel(event[1], event[2])
+                elif what == "unbatch":
+                    self._unbatch(event[1])
                 elif what == "close":
                     self._shutdown(event[1])
                     return
                 self._pump()
             except Exception as exc:  # a bug of ours: fail that job, keep serving the rest
-                if what in ("submit", "done", "cancel"):
+                if what in ("done", "cancel", "unbatch"):
                     _set_exception(event[1].future, exc)
             # Waiting for the next event must not keep this one's job (and its result)
             # alive: the caller's arrays free their shared memory when they die.

@@ -12,16 +12,16 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import _packing, _segments, _worker
 
-__all__ = ["Job"]
+__all__ = ["Job", "Outcome", "Settled"]
 
 _job_ids = itertools.count(1)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Job:
     """One unit of work for a worker: a task, a chunk of a map, a reduction step."""
 
@@ -33,6 +33,7 @@ class Job:
     elapsed: float = 0.0  # seconds the worker spent computing, for chunk sizing
     id: int = field(default_factory=lambda: next(_job_ids))
     retries: int | None = None  # runs again after a crash of its worker; None: the pool's
+    alone: bool = False  # never sent in a batch (see _batching.py)
     # Managed by the dispatcher thread only:
     slot: int = -1
     generation: int = -1
@@ -52,6 +53,39 @@ class Job:
     # from its pickle, or the error rebuilding it raised.
     value: Any = None
     load_error: BaseException | None = None
+
+
+class Outcome(Protocol):
+    """What is read of a finished job's executor future: a ``concurrent.futures.Future``,
+    or for a job of a batch (see ``_batching.py``) its own :class:`Settled`."""
+
+    def cancelled(self) -> bool: ...
+
+    def exception(self) -> BaseException | None: ...
+
+    def result(self) -> Any: ...
+
+
+class Settled:
+    """The outcome of one job of a batch: a finished future without the locks (it is
+    made finished, and read by the thread that made it, then the dispatcher thread)."""
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
+        self._value = value
+        self._error = error
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> BaseException | None:
+        return self._error
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 @dataclass

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
 
 from . import _carried, _envelopes, _segments, _shm
 from ._dispatch_state import DispatchState
-from ._job import Job, _cancel_error, _Crash, _is_skipped, _set_exception
+from ._job import Job, Outcome, _cancel_error, _Crash, _is_skipped, _set_exception
 from .errors import ResultLoadError
 
 __all__ = ["Settling"]
@@ -27,7 +26,7 @@ __all__ = ["Settling"]
 class Settling(DispatchState):
     """Delivering each launched job's outcome to its future."""
 
-    def _load_outcome(self, job: Job, exec_future: cf.Future[Any]) -> None:
+    def _load_outcome(self, job: Job, exec_future: Outcome) -> None:
         """Rebuild the job's result from the pickle the worker sent (see
         ``_envelopes.Packed``), in this thread, not the event loop's. A result that cannot be
         rebuilt here fails this job alone, with a ResultLoadError."""
@@ -43,7 +42,7 @@ class Settling(DispatchState):
             error.__cause__ = exc
             job.load_error = error
 
-    def _settle_success(self, job: Job, exec_future: cf.Future[Any]) -> bool:
+    def _settle_success(self, job: Job, exec_future: Outcome) -> bool:
         """Deliver a successful result from the thread that got it, if nothing about it
         needs the dispatcher thread: no arena segment to give back or to note, no
         cancellation. Return whether it was delivered."""
@@ -60,6 +59,7 @@ class Settling(DispatchState):
         ):
             return False
         job.elapsed = elapsed
+        self._note_duration(job)
         value, job.value = job.value, None
         try:
             job.future.set_result(value)
@@ -74,12 +74,12 @@ class Settling(DispatchState):
         self._inflight.discard(job)
         return True
 
-    def _finish(self, job: Job, exec_future: cf.Future[Any], crash: _Crash | None) -> None:
+    def _finish(self, job: Job, exec_future: Outcome, crash: _Crash | None) -> None:
         self._settle(job, exec_future, crash)
         if job.future.done():  # not to be sent again: let its arguments go
             job.payload = None
 
-    def _settle(self, job: Job, exec_future: cf.Future[Any], crash: _Crash | None) -> None:
+    def _settle(self, job: Job, exec_future: Outcome, crash: _Crash | None) -> None:
         self._inflight.discard(job)
         self._release_slot(job)
         job.exec_future = None
@@ -120,4 +120,5 @@ class Settling(DispatchState):
                 _set_exception(job.future, job.load_error)
             elif not job.future.done():
                 job.elapsed = elapsed
+                self._note_duration(job)
                 job.future.set_result(value)

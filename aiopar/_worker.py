@@ -41,6 +41,7 @@ __all__ = ["worker_state"]
 
 SLOT_FREE = 0
 SLOT_CANCELLED = -1
+SLOT_DONE = -2  # a job of a batch that finished (see _worker_batch.py)
 
 #: Returned instead of a result when the parent cancelled a job before it started.
 SKIPPED = "aiopar:skipped"
