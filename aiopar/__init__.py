@@ -14,7 +14,7 @@ from ._functions import starmap as starmap
 from ._functions import submit as submit
 from ._functions import tree_reduce as tree_reduce
 from ._pool import Pool as Pool
-from ._tasks import RemoteFunction as RemoteFunction
+from ._remote import RemoteFunction as RemoteFunction
 from ._tasks import TaskRef as TaskRef
 from ._version import __version__ as __version__
 from ._worker import worker_state as worker_state

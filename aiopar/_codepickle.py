@@ -7,19 +7,26 @@ here sends the real ``co_filename`` along and puts it back after cloudpickle has
 the code: the remote traceback names the user's script, and the worker, which can read
 that file, shows its lines. Runs wherever a function is pickled (the caller's thread)
 and, to unpickle, in the worker.
+
+:func:`pickle_function` is how every call pickles its function: checked first (see
+``_checks.check_function``), refused with a message that names the argument.
 """
 
 from __future__ import annotations
 
 import io
+import pickle
 import types
+import weakref
 from collections import ChainMap
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import cloudpickle
 
-__all__ = ["dumps"]
+from ._checks import check_function
+
+__all__ = ["dumps", "func_name", "pickle_function"]
 
 _cloudpickle_code_reduce: Callable[[types.CodeType], tuple[Any, tuple[Any, ...]]] = (
     cloudpickle.Pickler.dispatch_table[types.CodeType]
@@ -49,3 +56,57 @@ def dumps(obj: object, protocol: int | None = None) -> bytes:
     with io.BytesIO() as file:
         _Pickler(file, protocol=protocol).dump(obj)
         return file.getvalue()
+
+
+def func_name(func: object) -> str:
+    """A short readable name for a function, for labels and messages."""
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return name if isinstance(name, str) else type(func).__name__
+
+
+# The pickles of functions that go by name, by function object: each is checked and
+# pickled once, not once per call. Those pickled by value (defined in __main__, lambdas,
+# closures) are pickled at each call: the globals and cells they carry may have changed.
+_by_name: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+
+def _goes_by_name(func: object) -> bool:
+    """Whether ``func``'s pickle is a reference (its module and name): the same at
+    every call, since the worker looks the name up."""
+    if not isinstance(func, types.FunctionType | types.BuiltinFunctionType):
+        return False
+    module = getattr(func, "__module__", None)
+    if not isinstance(module, str) or module == "__main__":
+        return False
+    if module in cloudpickle.list_registry_pickle_by_value():
+        return False
+    try:
+        pickle.dumps(func)  # plain pickle refuses what it cannot find by its name
+    except Exception:
+        return False
+    return True
+
+
+def pickle_function(func: object, argument: str = "func") -> bytes:
+    """Pickle ``func`` with cloudpickle, or raise a TypeError that names the argument
+    (also for the kinds of callables that cannot run in a worker: see check_function).
+
+    A function that goes by name is checked and pickled once (see ``_by_name``).
+    """
+    try:
+        return _by_name[func]
+    except (KeyError, TypeError):  # TypeError: not hashable, or no weak reference
+        pass
+    check_function(func, argument)
+    try:
+        blob = dumps(func)  # cloudpickle, keeping the code's file name
+    except Exception as exc:
+        raise TypeError(
+            f"{argument}={func_name(func)} cannot be pickled to send it to a worker process "
+            f"({type(exc).__name__}: {exc}); define it at module level, or keep unpicklable "
+            "objects (locks, sockets, open files) out of its closure and load them in the "
+            "worker, for example with Pool(initializer=...) and aiopar.worker_state()"
+        ) from exc
+    if _goes_by_name(func):
+        _by_name[func] = blob
+    return blob

@@ -19,6 +19,7 @@ import atexit
 import os
 import threading
 
+from . import _remote
 from ._inline import inline_from_environment
 from ._pool import Pool
 from ._worker import in_worker
@@ -42,6 +43,9 @@ def get_default_pool() -> Pool:
                 pool.open()
             _pool = pool
         return _pool
+
+
+_remote.use_default_pool(get_default_pool)  # for .remote() of a function without a pool
 
 
 def _take_pool() -> Pool | None:

@@ -14,13 +14,15 @@ from collections.abc import (
 )
 from typing import Any, ParamSpec, TypeVar, TypeVarTuple, overload
 
-from . import _tasks
+from . import _gather
 from ._default import get_default_pool
 from ._maps import ProgressOption
 from ._options import TaskOptions
-from ._pool import CancelMode, Pool
+from ._pool import Pool
+from ._pool_base import CancelMode
 from ._reduce import NO_INITIAL
-from ._tasks import RemoteFunction, TaskRef
+from ._remote import RemoteFunction
+from ._tasks import TaskRef
 
 __all__ = [
     "amap",
@@ -170,7 +172,7 @@ async def gather(
     """
     if pool is not None:
         _pool(pool)
-    return await _tasks.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
+    return await _gather.gather(*refs_or_awaitables, return_exceptions=return_exceptions)
 
 
 @overload

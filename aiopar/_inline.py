@@ -35,12 +35,12 @@ import pickle
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from . import _worker
-from ._executor import Job
+from . import _carried, _envelopes, _worker
+from ._job import Job
 
-__all__ = ["InlineRunner", "Runner", "check_inline", "inline_from_environment"]
+__all__ = ["InlineRunner", "check_inline", "inline_from_environment"]
 
 #: The environment variable that makes the default pool run in-process.
 ENVIRONMENT_VARIABLE = "AIOPAR_INLINE"
@@ -85,29 +85,6 @@ def inline_from_environment() -> bool | Literal["nopickle"]:
         "(the default pool runs jobs in this process), nopickle (the same without the "
         "pickle round trip) or 0 (worker processes)"
     )
-
-
-class Runner(Protocol):
-    """What a pool needs of whatever runs its jobs: the ``Dispatcher`` (worker
-    processes, ``_executor.py``) or an :class:`InlineRunner` (this process)."""
-
-    @property
-    def arena(self) -> Any: ...
-
-    @property
-    def workers(self) -> int: ...
-
-    def submit(self, job: Job) -> None: ...
-
-    def try_cancel(self, job: Job) -> bool: ...
-
-    def cancel(self, job: Job, *, kill: bool) -> None: ...
-
-    def close(self) -> None: ...
-
-    def arena_segments(self) -> list[str]: ...
-
-    def worker_pids(self) -> list[int]: ...
 
 
 def _loop_scheduler() -> Callable[[Callable[[], object]], object] | None:
@@ -266,7 +243,7 @@ class InlineRunner:
             if self._pickled:
                 # A round trip through pickle, as on the way to a worker and back: the
                 # same errors for what cannot be sent, and copies, never shared objects.
-                outbound = _worker.Outbound(
+                outbound = _envelopes.Outbound(
                     data, None, [], kind=job.kind, label=job.label, first_item=job.first_item
                 )
                 data = pickle.loads(pickle.dumps(outbound, protocol=pickle.HIGHEST_PROTOCOL))
@@ -274,8 +251,8 @@ class InlineRunner:
             job.elapsed, value = _worker.run_job(-1, job.func_blob, job.kind, data)
             if self._pickled:
                 value = pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-            result = _worker.unwrap(value)
-        except _worker.Carried as carried:  # the task's exception (SystemExit: TaskExited)
+            result = _envelopes.unwrap(value)
+        except _carried.Carried as carried:  # the task's exception (SystemExit: TaskExited)
             failure = self._task_error(carried)
         except BaseException as exc:  # KeyboardInterrupt too: raised where it is awaited
             failure = exc
@@ -311,7 +288,7 @@ class InlineRunner:
         if self._init_error is not None:
             raise _worker.initializer_failed(self._init_error)
 
-    def _task_error(self, carried: _worker.Carried) -> BaseException:
+    def _task_error(self, carried: _carried.Carried) -> BaseException:
         """The exception a task raised, as its caller gets it.
 
         Pickled mode: the type a worker would send back (an exception that cannot be

@@ -12,13 +12,14 @@ import gc
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
 import os
+import sys
 import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._pool import Pool
+    from ._pool_base import PoolBase as Pool
 
 __all__ = ["Leaks", "Snapshot", "pool_opened"]
 
@@ -188,9 +189,9 @@ class Snapshot:
 
 
 def _is_default(pool: Pool) -> bool:
-    from . import _default
-
-    return pool is _default._pool
+    # Looked up, not imported: the default pool's module sits above this one.
+    default = sys.modules.get("aiopar._default")
+    return default is not None and pool is getattr(default, "_pool", None)
 
 
 def _describe(pid: int) -> str:

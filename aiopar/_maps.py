@@ -35,12 +35,14 @@ from . import _packing, _shm
 from ._checks import check_items
 from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split, take
 from ._chunks import combine as combine_answers
-from ._executor import Job
+from ._codepickle import func_name, pickle_function
+from ._envelopes import CALL, MAP
+from ._job import Job
 from ._waiting import FutureWatcher
-from ._worker import CALL, MAP, Star
+from ._worker import Star
 
 if TYPE_CHECKING:
-    from ._pool import CancelMode, Pool
+    from ._pool_base import CancelMode, PoolBase
 
 __all__ = ["ProgressBar", "ProgressOption", "amap", "amap_chunks", "imap", "starmap"]
 
@@ -130,7 +132,7 @@ class _Progress:
 
 
 async def _chunk_results(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[[Any], Any],
     items: Iterable[Any] | AsyncIterable[Any],
     *,
@@ -142,8 +144,6 @@ async def _chunk_results(
     cancel: CancelMode | None = None,
 ) -> AsyncGenerator[list[Any], None]:
     """Yield the result list of each chunk; the engine of imap and amap."""
-    from ._pool import func_name, pickle_function
-
     chunksize = check_positive("chunksize", chunksize)
     max_inflight = check_positive("max_inflight", max_inflight)
     blob = pickle_function(func)
@@ -225,7 +225,7 @@ async def _chunk_results(
 
 
 async def imap(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[[T], R],
     items: Iterable[T] | AsyncIterable[T],
     *,
@@ -250,7 +250,7 @@ async def imap(
 
 
 async def amap(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[[T], R],
     items: Iterable[T] | AsyncIterable[T],
     *,
@@ -278,7 +278,7 @@ async def amap(
 
 
 async def starmap(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[..., R],
     items: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
     *,
@@ -301,7 +301,7 @@ async def starmap(
 
 
 async def amap_chunks(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[[Any], Any],
     data: Any,
     *,
@@ -311,8 +311,6 @@ async def amap_chunks(
     progress: ProgressOption,
     cancel: CancelMode | None = None,
 ) -> Any:
-    from ._pool import func_name, pickle_function
-
     chunks, chunksize = check_chunk_args(chunks, chunksize)
     if not (combine is None or combine == "concat" or callable(combine)):
         raise ValueError(f'combine must be "concat", None or a callable, got {combine!r}')

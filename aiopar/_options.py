@@ -8,10 +8,9 @@ message naming it and the aiopar way to get what it was for.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from ._pool import Pool
+from ._pool_base import PoolBase
 
 __all__ = ["TaskOptions"]
 
@@ -67,7 +66,7 @@ REFUSED: dict[str, str] = {
 class TaskOptions:
     """What ``.options(...)`` set; None leaves the pool's choice."""
 
-    pool: Pool | None = None
+    pool: PoolBase | None = None
     cancel: Literal["wait", "kill"] | None = None
     retries: int | None = None
 
@@ -78,14 +77,14 @@ class TaskOptions:
             TypeError: for an option aiopar does not have, naming the aiopar way.
             ValueError: for a bad value, naming the option.
         """
-        from ._pool import Pool
+        from ._pool_base import PoolBase
 
         changes: dict[str, Any] = {}
         for name, value in options.items():
             if name in REFUSED:
                 raise TypeError(f"Ray's option {name}= is not supported by aiopar: {REFUSED[name]}")
             if name == "pool":
-                if value is not None and not isinstance(value, Pool):
+                if value is not None and not isinstance(value, PoolBase):
                     raise TypeError(
                         f"pool must be an aiopar.Pool or None, got {type(value).__name__}"
                     )

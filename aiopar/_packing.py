@@ -31,23 +31,18 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._arena import Arena
+from ._segments import Loan, Segment, _create, _worker_maps, _worker_targets, unlink
 from ._shm import (
-    Arena,
-    Loan,
-    Segment,
     _address,
     _adopted_name,
     _big,
-    _create,
     _Held,
     _held_by_name,
     _held_lock,
     _root,
     _root_buffer,
-    _worker_maps,
-    _worker_targets,
     adopt,
-    unlink,
 )
 
 __all__ = ["Destination", "LoadFailed", "dump", "load_in_parent", "load_in_worker"]

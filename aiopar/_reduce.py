@@ -24,13 +24,14 @@ import anyio
 
 from ._checks import check_arguments, check_items
 from ._chunks import check_positive
-from ._executor import Job
+from ._codepickle import func_name, pickle_function
+from ._envelopes import CALL, REDUCE
+from ._job import Job
 from ._tasks import TaskRef
 from ._waiting import FutureWatcher
-from ._worker import CALL, REDUCE
 
 if TYPE_CHECKING:
-    from ._pool import CancelMode, Pool
+    from ._pool_base import CancelMode, PoolBase
 
 __all__ = ["NO_INITIAL", "tree_reduce"]
 
@@ -94,7 +95,7 @@ class _Node:
 class _Tree:
     """The state of one reduction: the partial results, in order, and our jobs."""
 
-    def __init__(self, pool: Pool, blob: bytes, name: str) -> None:
+    def __init__(self, pool: PoolBase, blob: bytes, name: str) -> None:
         self.pool = pool
         self.blob = blob
         self.name = name
@@ -154,7 +155,7 @@ class _Tree:
 
 
 async def tree_reduce(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[[T, T], T],
     items: Iterable[Any] | AsyncIterable[Any],
     *,
@@ -163,8 +164,6 @@ async def tree_reduce(
     ordered: bool,
     cancel: CancelMode | None = None,
 ) -> T:
-    from ._pool import func_name, pickle_function
-
     chunksize = check_positive("chunksize", chunksize)
     blob = pickle_function(func)
     pool._require_dispatcher()

@@ -1,4 +1,6 @@
-"""Tasks and their dependencies: ``TaskRef``, ``submit``, ``gather``, ``remote``.
+"""Tasks and their dependencies: ``TaskRef``, ``submit``, ``put``.
+
+``gather`` is in ``_gather.py``, ``remote`` in ``_remote.py``.
 
 ``submit`` makes a job and returns a :class:`TaskRef` at once. If TaskRefs stand among
 the arguments (also nested in lists, tuples, dicts and sets), the job waits: a
@@ -12,27 +14,27 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import copy as _copy
-import functools
 import graphlib
 import itertools
 import pickle
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
 
-from ._checks import LOOP_BUDGET, check_arguments, check_function
-from ._executor import Job
+from ._checks import LOOP_BUDGET, check_arguments, plain_arguments, plain_value
+from ._codepickle import func_name, pickle_function
+from ._envelopes import CALL, dumps
+from ._job import Job
 from ._options import TaskOptions
-from ._waiting import FutureWatcher, wait_all_shielded
-from ._worker import CALL, dumps
+from ._waiting import FutureWatcher
 
 if TYPE_CHECKING:
-    from ._pool import CancelMode, Pool
+    from ._pool_base import CancelMode, PoolBase
 
-__all__ = ["RemoteFunction", "TaskRef", "gather", "put", "submit"]
+__all__ = ["TaskRef", "put", "submit"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,7 +61,7 @@ class TaskRef(Generic[R]):
 
     __slots__ = ("_cancel", "_job", "_pool")
 
-    def __init__(self, job: Job, pool: Pool, cancel: CancelMode | None = None) -> None:
+    def __init__(self, job: Job, pool: PoolBase, cancel: CancelMode | None = None) -> None:
         self._job = job
         self._pool = pool
         self._cancel = cancel
@@ -151,6 +153,23 @@ class _Plan:
     def __init__(self) -> None:
         self.refs: dict[int, TaskRef[Any]] = {}
         self.containers: dict[int, Any] = {}
+
+
+def _flat_plan(root: tuple[tuple[Any, ...], dict[str, Any]]) -> _Plan | None:
+    """The plan for arguments ``root = (args, kwargs)`` that are TaskRefs and plain values
+    only (the common shape of a task graph), made without a walk; None for others."""
+    args, kwargs = root
+    plan = _Plan()
+    for container, values in ((args, args), (kwargs, kwargs.values())):
+        for value in values:
+            if type(value) is TaskRef:
+                plan.refs[id(value)] = value
+                plan.containers[id(container)] = container
+            elif not plain_value(value):
+                return None
+    if plan.refs:
+        plan.containers[id(root)] = root  # rebuilt last, from the rebuilt args and kwargs
+    return plan
 
 
 def _find_refs(value: Any, label: str, budget: int = LOOP_BUDGET) -> _Plan:
@@ -252,7 +271,7 @@ def _resolve(value: Any, plan: _Plan) -> Any:
 
 
 def submit(
-    pool: Pool,
+    pool: PoolBase,
     func: Callable[..., R],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -262,18 +281,24 @@ def submit(
 
     ``options``: the task's own ``cancel`` and ``retries``, instead of the pool's.
     """
-    from ._pool import func_name, pickle_function
-
     dispatcher = pool._require_dispatcher()
     cancel = pool._check_cancel(options.cancel) if options is not None else None
     blob = pickle_function(func)
     label = f"task {func_name(func)}#{next(_task_ids)}"
-    check_arguments(args, kwargs, label)
-    job = Job(blob, CALL, None, label)
-    job.retries = options.retries if options is not None else None
-    ref: TaskRef[R] = TaskRef(job, pool, cancel)
     root = (args, kwargs)
-    plan = _find_refs(root, label)
+    plain = plain_arguments(args, kwargs)
+    flat = None if plain else _flat_plan(root)
+    if not plain and flat is None:
+        check_arguments(args, kwargs, label)
+    job = Job(blob, CALL, None, label)
+    if options is not None:
+        job.retries = options.retries
+    ref: TaskRef[R] = TaskRef(job, pool, cancel)
+    if plain:  # nothing to look for: no TaskRef among them
+        job.payload = (args, kwargs)
+        dispatcher.submit(job)
+        return ref
+    plan = _find_refs(root, label) if flat is None else flat
     found = plan.refs
     if not found:
         job.payload = (args, kwargs)
@@ -318,7 +343,7 @@ def submit(
     return ref
 
 
-def put(pool: Pool, value: T) -> TaskRef[T]:
+def put(pool: PoolBase, value: T) -> TaskRef[T]:
     """A finished TaskRef holding a copy of ``value``, its big arrays in shared memory.
 
     The copy is made here, once: numpy arrays of 1 MiB or more are copied into
@@ -355,157 +380,3 @@ def _stored_copy(value: T, arena: Any) -> T:
             f"pickled ({type(exc).__name__}: {exc}); put picklable data (arrays, plain "
             "values, dataclasses)"
         ) from None
-
-
-async def gather(*refs_or_awaitables: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
-    """Wait for TaskRefs and other awaitables; return their results in order.
-
-    Like :func:`asyncio.gather`, on any backend. On the first failure the others are
-    cancelled and that exception is raised, unless ``return_exceptions=True``, in which
-    case exceptions are returned in place of results.
-
-    Cancellation: cancels every awaitable still pending (TaskRefs as ``await ref`` would).
-    """
-    results: list[Any] = [None] * len(refs_or_awaitables)
-    failure: list[BaseException] = []
-
-    async def run(index: int, awaitable: Awaitable[Any], scope: anyio.CancelScope) -> None:
-        try:
-            results[index] = await awaitable
-        except Exception as exc:
-            if return_exceptions:
-                results[index] = exc
-            elif not failure:
-                failure.append(exc)
-                scope.cancel()
-
-    for awaitable in refs_or_awaitables:
-        if not isinstance(awaitable, Awaitable):
-            raise TypeError(
-                f"gather() takes TaskRefs and awaitables, got {type(awaitable).__name__}: "
-                f"{awaitable!r}"
-            )
-    refs = [a for a in refs_or_awaitables if isinstance(a, TaskRef)]
-    if refs and len(refs) == len(refs_or_awaitables):
-        return await _gather_refs(refs, return_exceptions)
-    async with anyio.create_task_group() as group:
-        for index, awaitable in enumerate(refs_or_awaitables):
-            group.start_soon(run, index, awaitable, group.cancel_scope)
-    if failure:
-        raise failure[0]
-    return results
-
-
-async def _gather_refs(refs: Sequence[TaskRef[Any]], return_exceptions: bool) -> list[Any]:
-    """:func:`gather` of TaskRefs only, with the same results and cancellation, but one
-    watcher for all their futures instead of a task, a watcher and an event per ref. The
-    event loop is woken when the last task is done or when one fails, not per task."""
-    futures = [ref.future for ref in refs]
-    watcher = FutureWatcher()
-    failed: cf.Future[Any] | None = None
-    try:
-        await anyio.lowlevel.checkpoint()
-        watcher.watch_all(futures, wake_on_success=False)
-        for _ in futures:
-            finished = await watcher.next_finished()
-            if not return_exceptions and (finished.cancelled() or finished.exception() is not None):
-                failed = finished
-                break
-    except BaseException as exc:
-        await _abandon_refs(refs, watcher, exc)
-        raise
-    if failed is not None:
-        await _abandon_refs(refs, watcher, None)
-        failed.result()  # raises its exception
-    results: list[Any] = []
-    for future in futures:
-        try:
-            results.append(future.result())
-        except Exception as exc:  # only with return_exceptions: failures were raised above
-            results.append(exc)
-    return results
-
-
-async def _abandon_refs(
-    refs: Sequence[TaskRef[Any]], watcher: FutureWatcher, cause: BaseException | None
-) -> None:
-    """Cancel the unfinished tasks of ``refs`` as ``await ref`` would, pool by pool: all
-    of them are stopped before any running one is waited for."""
-    groups: dict[tuple[int, CancelMode | None], tuple[Pool, list[Job]]] = {}
-    for ref in refs:
-        if not ref.future.done():
-            key = (id(ref._pool), ref._cancel)
-            groups.setdefault(key, (ref._pool, []))[1].append(ref._job)
-    running = [
-        job
-        for (_, cancel), (pool, jobs) in groups.items()
-        for job in pool._stop(jobs, cause, cancel)
-    ]
-    await wait_all_shielded([job.future for job in running], watcher)
-
-
-class RemoteFunction(Generic[P, R]):
-    """A function with a Ray-style ``.remote()``; made by :func:`aiopar.remote`.
-
-    ``f(*args)`` still runs the function here; ``f.remote(*args)`` submits it to the
-    pool and returns a :class:`TaskRef`, to await or to pass to other ``.remote()``
-    calls as a dependency. ``f.options(...)`` returns a copy with other options.
-    """
-
-    def __init__(
-        self,
-        func: Callable[P, R],
-        *,
-        pool: Pool | None = None,
-        options: TaskOptions | None = None,
-    ) -> None:
-        check_function(func, "remote() of func")
-        self._func = func
-        self._options = options if options is not None else TaskOptions()
-        if pool is not None:
-            self._options = self._options.merged({"pool": pool})
-        functools.update_wrapper(self, func)
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._func(*args, **kwargs)
-
-    @property
-    def _pool(self) -> Pool | None:
-        return self._options.pool
-
-    def options(self, **options: Any) -> RemoteFunction[P, R]:
-        """Return a copy of this function whose ``.remote()`` calls use these options.
-
-        Like Ray's ``f.options(...)``; the original keeps its own options::
-
-            ref = slow.options(cancel="kill", retries=2).remote(x)
-
-        Args:
-            cancel: ``"wait"`` or ``"kill"``: what cancelling a caller awaiting the
-                task does to it once it runs (see :class:`TaskRef`); None: the pool's.
-            retries: how many times the task runs again when its worker crashes;
-                None: the pool's. ``max_retries`` (Ray's name) is accepted too.
-            pool: the :class:`aiopar.Pool` to submit to; None: the default pool.
-
-        Raises:
-            TypeError: for an option aiopar does not have: Ray's ``num_cpus``,
-                ``num_gpus``, ``resources``, ``memory``, ``num_returns``, ``name``,
-                ``runtime_env``, ``scheduling_strategy`` and the like are refused with
-                the aiopar way to get what they are for.
-            ValueError: for a bad value, naming the option.
-        """
-        return RemoteFunction(self._func, options=self._options.merged(options))
-
-    def remote(self, *args: Any, **kwargs: Any) -> TaskRef[R]:
-        """Submit ``func(*args, **kwargs)``; TaskRefs among the arguments are dependencies."""
-        from ._default import get_default_pool
-
-        pool = self._pool if self._pool is not None else get_default_pool()
-        return submit(pool, self._func, args, kwargs, self._options)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Sent to a worker (say, called inside another task): the plain function will do.
-        return (RemoteFunction, (self._func,))
-
-    def __repr__(self) -> str:
-        return f"<aiopar.RemoteFunction {getattr(self._func, '__qualname__', self._func)!r}>"

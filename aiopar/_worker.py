@@ -11,8 +11,13 @@ A job reaches :func:`run_job` as ``(slot, func_blob, kind, payload)``:
   that is how a crash is pinned on one job, and how ``cancel="kill"`` finds its target.
   The parent writes :data:`SLOT_CANCELLED` there to cancel a job that has not started.
 * ``func_blob`` is the cloudpickled function, unpickled once and cached.
-* ``kind`` says how to call it (:data:`CALL`, :data:`MAP`, :data:`REDUCE`).
-* ``payload`` arrives wrapped in :class:`Portable`, and the result goes back wrapped too.
+* ``kind`` says how to call it (``CALL``, ``MAP``, ``REDUCE``: see ``_envelopes.py``).
+* ``payload`` arrives wrapped in an ``_envelopes.Outbound``, and the result goes back
+  wrapped too (``_envelopes.Result``); an exception as a ``_carried.Carried``.
+
+Also here: the worker's start-up (:func:`init_worker`: signals, process group, parent
+watch, the user's initializer) and its state (:func:`worker_state`). Everything runs in
+the worker's main thread, but for the threads that watch the parent process.
 """
 
 from __future__ import annotations
@@ -25,23 +30,21 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ._carried import Carried, _as_exception, _portable_exception
+from ._envelopes import CALL, MAP, REDUCE, Portable, Result, unwrap
+
 __all__ = ["worker_state"]
 
-CALL = "call"  # payload (args, kwargs): func(*args, **kwargs)
-MAP = "map"  # payload [items]: [func(x) for x in items]
-REDUCE = "reduce"  # payload [items]: functools.reduce(func, items)
 
 SLOT_FREE = 0
 SLOT_CANCELLED = -1
+SLOT_DONE = -2  # a job of a batch that finished (see _worker_batch.py)
 
 #: Returned instead of a result when the parent cancelled a job before it started.
 SKIPPED = "aiopar:skipped"
-
-_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 class _Unset:
@@ -61,224 +64,6 @@ _last_result_segment: str | None = None
 # .value: the state of the in-process pool whose job this thread runs (see _inline.py)
 inline_state = threading.local()
 _FUNC_CACHE_SIZE = 64
-
-
-def dumps(obj: object) -> bytes:
-    """Pickle with plain pickle, falling back to cloudpickle (lambdas, closures, __main__)."""
-    try:
-        data = pickle.dumps(obj, protocol=_PICKLE_PROTOCOL)
-    except Exception:
-        pass
-    else:
-        if not _names_main(data):
-            return data
-    import cloudpickle
-
-    return bytes(cloudpickle.dumps(obj, protocol=_PICKLE_PROTOCOL))
-
-
-def _names_main(data: bytes) -> bool:
-    """Whether a pickle refers to ``__main__`` when workers do not have its contents
-    (python -c, a REPL, a notebook): then it must be made again with cloudpickle,
-    which sends the classes of ``__main__`` by value."""
-    if b"__main__" not in data:
-        return False
-    from ._main_module import main_goes_by_value
-
-    return main_goes_by_value()
-
-
-class Portable:
-    """Carries an object across processes, pickling it when (and where) it is sent.
-
-    The executor pickles its call arguments in its own feeder thread and a worker's
-    result in the worker, so wrapping an object here keeps that work off the event
-    loop, while still falling back to cloudpickle for what plain pickle refuses.
-    Inside one process (a thread-based ``executor=``), the object is passed as is.
-    """
-
-    __slots__ = ("obj", "what")
-
-    def __init__(self, obj: object, what: str | None = None) -> None:
-        self.obj = obj
-        self.what = what  # "the result of f", for the error if it cannot be pickled
-
-    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
-        try:
-            return (Packed, (dumps(self.obj),))
-        except Exception as exc:
-            if self.what is None:
-                raise
-            raise TypeError(
-                f"{self.what} cannot be pickled to send it back "
-                f"({type(exc).__name__}: {exc}); return picklable data (plain values, "
-                "arrays, dataclasses) from functions that run in workers"
-            ) from None
-
-
-class Packed:
-    """What a :class:`Portable` becomes on the other side: its pickle, not yet loaded.
-
-    Receiving one runs no code of the user's: the executor unpickles what crosses
-    processes in its own threads and loop, where a failure (a class whose module only
-    the sender can import, a ``__setstate__`` that raises) would break the whole pool
-    and be blamed on a dead worker. :meth:`load` rebuilds the object later, where a
-    failure is the failure of that one job: in the worker, inside :func:`run_job`; in
-    the parent, in the thread that settles the job (never the event loop's).
-
-    ``entries`` is the table of big arrays in shared memory (see ``_packing.py``), and
-    ``token`` the pool's token when the result is loaded in the parent.
-    """
-
-    __slots__ = ("data", "entries", "token")
-
-    def __init__(self, data: bytes, entries: Any = None, token: str | None = None) -> None:
-        self.data = data
-        self.entries = entries
-        self.token = token
-
-    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
-        return (Packed, (self.data, self.entries, self.token))
-
-    def load(self) -> object:
-        """Unpickle the object (raises what unpickling raises)."""
-        if self.entries is None:
-            return pickle.loads(self.data)
-        from . import _packing
-
-        if self.token is None:
-            return _packing.load_in_worker(self.data, self.entries)
-        return _packing.load_in_parent(self.data, self.entries, self.token)
-
-
-class Outbound(Portable):
-    """Call arguments from the parent, with big numpy arrays placed in shared memory.
-
-    Pickled in the executor's feeder thread: copies into the arena happen there, not on
-    the event loop. ``segments`` receives the arena segments used, to give back later.
-    """
-
-    __slots__ = ("arena", "first_item", "kind", "label", "segments")
-
-    def __init__(
-        self,
-        obj: object,
-        arena: Any,
-        segments: list[Any],
-        *,
-        kind: str = CALL,
-        label: str = "a task",
-        first_item: int = 0,
-    ) -> None:
-        super().__init__(obj)
-        self.arena = arena
-        self.segments = segments
-        self.kind = kind
-        self.label = label
-        self.first_item = first_item
-
-    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
-        if self.arena is not None and "numpy" in sys.modules:
-            from . import _packing
-
-            try:
-                data, entries, used = _packing.dump(self.obj, arena=self.arena)
-            except Exception:
-                pass  # not plain-picklable: cloudpickle below, arrays inline
-            else:
-                if not _names_main(data):
-                    self.segments.extend(used)
-                    return (Packed, (data, entries))
-                self.arena.give_back(used)  # cloudpickle below, arrays inline
-        try:
-            return super().__reduce__()
-        except Exception as exc:
-            culprit = _culprit(self.kind, self.obj, self.first_item)
-            raise TypeError(
-                f"{culprit} of {self.label} cannot be pickled to send it to a worker "
-                f"({type(exc).__name__}: {exc}); pass picklable data (plain values, arrays, "
-                "dataclasses), and create locks, sockets or open files inside the worker"
-            ) from None
-
-
-class Result(Portable):
-    """A worker's result, with big numpy arrays placed in shared memory.
-
-    ``segment`` is the name the parent chose for this job's result segment;
-    ``destination`` an optional slice of a parent segment for an ``amap_chunks`` answer.
-    """
-
-    __slots__ = ("destination", "loan", "segment", "token")
-
-    def __init__(
-        self,
-        obj: object,
-        segment: str,
-        destination: Any,
-        token: str,
-        loan: Any,
-        what: str | None = None,
-    ) -> None:
-        super().__init__(obj, what)
-        self.segment = segment
-        self.destination = destination
-        self.token = token
-        self.loan = loan
-
-    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
-        if "numpy" in sys.modules:
-            from . import _packing
-
-            try:
-                data, entries, _ = _packing.dump(
-                    self.obj,
-                    result_segment=self.segment,
-                    destination=self.destination,
-                    loan=self.loan,
-                )
-            except Exception:
-                pass
-            else:
-                return (Packed, (data, entries, self.token))
-        return super().__reduce__()
-
-
-def _culprit(kind: str, payload: Any, first_item: int) -> str:
-    """Which argument or item of a job's payload cannot be pickled, in words."""
-    import cloudpickle
-
-    def refused(value: object) -> bool:
-        try:
-            cloudpickle.dumps(value)
-        except Exception:
-            return True
-        return False
-
-    if kind == CALL:
-        args, kwargs = payload
-        for index, arg in enumerate(args):
-            if refused(arg):
-                return f"positional argument {index}"
-        for name, value in kwargs.items():
-            if refused(value):
-                return f"keyword argument {name!r}"
-        return "an argument"
-    for index, item in enumerate(payload):
-        if refused(item):
-            return f"items[{first_item + index}]"
-    return "an item"
-
-
-def unwrap(value: object) -> object:
-    """The object a :class:`Portable` carries: the object itself in the process that
-    made it, loaded from its :class:`Packed` pickle in another one.
-
-    Raises:
-        Exception: what loading the pickle raised.
-    """
-    if isinstance(value, Packed):
-        return value.load()
-    return value.obj if isinstance(value, Portable) else value
 
 
 def worker_state() -> Any:
@@ -327,7 +112,7 @@ def init_worker(
     # workers must not each print a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A group of our own: what a task leaves running (a forked child, a subprocess) is
-    # in it, and the pool ends it with the worker (see _executor.py, _end_groups).
+    # in it, and the pool ends it with the worker (see _closing.py, _end_groups).
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     _leave_without_waiting_for_threads()
@@ -476,9 +261,9 @@ def _start_parent_watch(main_pid: int) -> None:
 def _exit_orphaned() -> None:
     """The main process is gone: remove what only we could remove, and exit."""
     if _last_result_segment is not None:
-        from . import _shm
+        from . import _segments
 
-        _shm.unlink(_last_result_segment)
+        _segments.unlink(_last_result_segment)
     os._exit(1)
 
 
@@ -490,132 +275,6 @@ def _load_func(blob: bytes) -> Callable[..., Any]:
             _func_cache.pop(next(iter(_func_cache)))
         _func_cache[blob] = func
     return func
-
-
-class _ByValue(Exception):
-    """Carries an exception that only cloudpickle can pickle (say, a class defined in
-    ``__main__`` or a notebook); it unpickles as that exception itself."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(str(exc))
-        self.exc = exc
-
-    def __reduce__(self) -> tuple[Callable[[bytes], object], tuple[bytes]]:
-        import cloudpickle
-
-        return (pickle.loads, (bytes(cloudpickle.dumps(self.exc, protocol=_PICKLE_PROTOCOL)),))
-
-
-def _portable_exception(exc: BaseException) -> BaseException:
-    """``exc`` if it survives a pickle round trip, else a carrier or a RemoteError copy."""
-    try:
-        pickle.loads(pickle.dumps(exc, protocol=_PICKLE_PROTOCOL))
-    except Exception:
-        pass
-    else:
-        return exc
-    try:
-        import cloudpickle
-
-        pickle.loads(cloudpickle.dumps(exc, protocol=_PICKLE_PROTOCOL))
-    except Exception:
-        from .errors import RemoteError
-
-        cls = type(exc)
-        return RemoteError(
-            f"{cls.__module__}.{cls.__qualname__}",
-            str(exc),
-            "".join(traceback.format_exception(exc)),
-        )
-    return _ByValue(exc)
-
-
-def _as_exception(exc: BaseException) -> Exception:
-    """``exc``, or for a BaseException that is no Exception (``sys.exit()``,
-    KeyboardInterrupt, GeneratorExit...) a :class:`aiopar.TaskExited` that stands for it:
-    in the caller it is the failure of this one task, not the caller's own exit."""
-    if isinstance(exc, Exception):
-        return exc
-    from .errors import TaskExited
-
-    cls = type(exc)
-    code = exc.code if isinstance(exc, SystemExit) else None
-    return TaskExited(
-        f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__name__,
-        str(exc),
-        "".join(traceback.format_exception(exc)),
-        code=code if code is None or isinstance(code, int | str) else repr(code),
-    )
-
-
-def _exception_pickle(exc: BaseException) -> bytes:
-    """``exc`` pickled (by value if plain pickle refuses it), or a RemoteError copy."""
-    portable = _portable_exception(exc)
-    if isinstance(portable, _ByValue):
-        import cloudpickle
-
-        return bytes(cloudpickle.dumps(exc, protocol=_PICKLE_PROTOCOL))
-    return pickle.dumps(portable, protocol=_PICKLE_PROTOCOL)
-
-
-class Carried(Exception):
-    """Carries a task's exception back to the parent as a pickle, loaded there by
-    :meth:`load` (see :class:`Packed` for why): an exception whose class the parent
-    cannot rebuild fails its own job as a :class:`aiopar.RemoteError`, instead of
-    breaking the pool. Within one process (a thread-based ``executor=``) it holds the
-    exception itself.
-    """
-
-    def __init__(
-        self,
-        exc: BaseException | None,
-        data: bytes = b"",
-        type_name: str = "",
-        message: str = "",
-        remote_traceback: str = "",
-    ) -> None:
-        if exc is not None:
-            cls = type(exc)
-            type_name = f"{cls.__module__}.{cls.__qualname__}"
-            message = str(exc)
-        super().__init__(f"{type_name}: {message}")
-        self.exc = exc
-        self.data = data
-        self.type_name = type_name
-        self.message = message
-        self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
-        assert self.exc is not None
-        return (
-            Carried,
-            (
-                None,
-                _exception_pickle(self.exc),
-                self.type_name,
-                self.message,
-                "".join(traceback.format_exception(self.exc)),
-            ),
-        )
-
-    def load(self) -> BaseException:
-        """The task's exception, with the worker's traceback as ``__cause__``."""
-        if self.exc is not None:
-            return self.exc
-        try:
-            exc: BaseException = pickle.loads(self.data)
-        except Exception as error:
-            from .errors import RemoteError
-
-            exc = RemoteError(
-                self.type_name,
-                f"{self.message} (the exception cannot be rebuilt in this process: "
-                f"{type(error).__name__}: {error})",
-                self.remote_traceback,
-            )
-        if self.__cause__ is not None:  # concurrent.futures' text of the remote traceback
-            exc.__cause__ = self.__cause__
-        return exc
 
 
 class Star:

@@ -228,7 +228,9 @@ async def test_successes_are_delivered_without_waking_the_dispatcher_thread() ->
                 await pool.submit(workers.fail, 1)
         finally:
             dispatcher._events = queue
-    assert seen.count("submit") == 21
+    # Submitted jobs reach the dispatcher thread through its inbox: one wake-up per
+    # burst of submits, at most one per job.
+    assert 1 <= seen.count("inbox") <= 21, seen
     assert seen.count("done") == 1, seen
 
 

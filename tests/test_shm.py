@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import aiopar
-from aiopar import _packing, _shm
+from aiopar import _arena, _packing, _segments, _shm
 from tests import faulty, workers
 
 BIG = 300_000  # float64 items: 2.4 MB, above the 1 MiB threshold
@@ -166,7 +166,7 @@ async def test_no_segment_left_after_cancellation() -> None:
 
 
 def test_arena_reuses_segments_and_unlinks_on_close() -> None:
-    arena = _shm.Arena("unittest")
+    arena = _arena.Arena("unittest")
     first = arena.take(3 << 20)
     arena.give_back([first])
     second = arena.take(2 << 20)
@@ -183,7 +183,7 @@ def test_arena_reuses_segments_and_unlinks_on_close() -> None:
 def test_joined_in_place_refuses_answers_that_are_not_back_to_back() -> None:
     import time
 
-    arena = _shm.Arena("unittest")
+    arena = _arena.Arena("unittest")
     held = _shm.create_output(arena, 800)
     whole = _shm._root(held, shape=(100,), dtype=np.float64)
     joined = _shm.joined_in_place([whole[:40], whole[40:]], held)
@@ -220,9 +220,9 @@ def test_arena_takes_back_a_segment_after_close_without_closing_it_twice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     closed: list[str] = []
-    real = _shm._close_segment
-    monkeypatch.setattr(_shm, "_close_segment", lambda s: (closed.append(s.name), real(s)))
-    arena = _shm.Arena("unittest")
+    real = _arena._close_segment
+    monkeypatch.setattr(_arena, "_close_segment", lambda s: (closed.append(s.name), real(s)))
+    arena = _arena.Arena("unittest")
     segment = arena.take(2 << 20)
     arena.close()
     arena.give_back([segment])  # its job ended after the pool closed
@@ -360,7 +360,7 @@ async def test_task_graph_results_are_freed_without_the_garbage_collector() -> N
 def test_arena_lends_only_free_segments_and_keeps_a_bounded_number_of_bytes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    arena = _shm.Arena("unittest")
+    arena = _arena.Arena("unittest")
     try:
         assert arena.lend(2 << 20) is None  # never creates one to lend
         first, second = arena.take(2 << 20), arena.take(2 << 20)
@@ -368,11 +368,11 @@ def test_arena_lends_only_free_segments_and_keeps_a_bounded_number_of_bytes(
         lent = arena.lend(2 << 20)
         assert lent is second  # the most recently used of those that fit
         assert arena.claim(lent.name) is lent and lent.name not in arena.names()
-        monkeypatch.setattr(_shm.Arena, "keep_bytes", 3 << 20)
+        monkeypatch.setattr(_arena.Arena, "keep_bytes", 3 << 20)
         assert arena.recycle(lent)  # two free 2 MiB segments exceed 3 MiB: the oldest goes
         assert arena.names() == [lent.name]
         assert first.name not in os.listdir("/dev/shm")
-        huge = _shm.Segment("aiopar-unittest-huge", 4 << 20, lent.map)
+        huge = _segments.Segment("aiopar-unittest-huge", 4 << 20, lent.map)
         assert not arena.recycle(huge)  # bigger than all it keeps: refused, nothing evicted
         assert arena.names() == [lent.name]
     finally:

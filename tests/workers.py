@@ -312,8 +312,8 @@ def start_then_finish_piece(piece: list[str]) -> str:
 def segment_of(array: Any) -> tuple[str | None, float]:
     """The name of the shared-memory segment ``array`` lies in (None: a private copy),
     with the array's sum."""
-    from aiopar import _shm
+    from aiopar import _segments, _shm
 
     root = _shm._root_buffer(array)
-    names = [name for name, mapping in _shm._worker_maps._maps.items() if mapping is root]
+    names = [name for name, mapping in _segments._worker_maps._maps.items() if mapping is root]
     return (names[0] if names else None), float(array.sum())

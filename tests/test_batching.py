@@ -1,0 +1,177 @@
+"""Small jobs sent in batches (one executor work item for many jobs): the same results,
+exceptions and order as one by one; a crash fails only the job that was running; a job
+of a batch cancelled before it started never runs."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import aiopar
+from aiopar._dispatcher import Dispatcher
+from tests import batch_workers, workers
+
+
+@asynccontextmanager
+async def pool_in_mode(mode: str, workers: int = 2) -> AsyncIterator[aiopar.Pool]:
+    """A pool whose jobs go one by one (``"off"``), or in batches whenever several wait
+    (``"always"``: the private switch that forces the batched path)."""
+    async with aiopar.Pool(workers) as pool:
+        dispatcher = pool._require_dispatcher()
+        assert isinstance(dispatcher, Dispatcher)
+        dispatcher._batch_mode = mode
+        yield pool
+
+
+def dispatcher_of(pool: aiopar.Pool) -> Dispatcher:
+    dispatcher = pool._require_dispatcher()
+    assert isinstance(dispatcher, Dispatcher)
+    return dispatcher
+
+
+def outcome(value: Any) -> Any:
+    if isinstance(value, BaseException):
+        return (type(value).__name__, str(value))
+    return value
+
+
+# Random task graphs: each node waits 0-2 ms, may fail, and depends on up to 3 earlier
+# nodes (a failed dependency fails the node with the same exception). The first
+# ROOTS nodes depend on nothing, so that some jobs wait together and form batches.
+ROOTS = 8
+graphs = st.integers(min_value=1, max_value=30).flatmap(
+    lambda n: st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 0.0, 0.0005, 0.002]),
+            st.integers(0, 9).map(lambda k: k == 0),
+            st.lists(st.integers(0, 1_000), max_size=3),
+        ),
+        min_size=n,
+        max_size=n,
+    )
+)
+
+
+def dependencies(graph: list[Any]) -> list[list[int]]:
+    return [
+        sorted({p % index for p in picks}) if index >= ROOTS else []
+        for index, (_, _, picks) in enumerate(graph)
+    ]
+
+
+def expected(graph: list[Any]) -> list[set[Any]]:
+    """What each node may give: its value, or its own error, or (when dependencies
+    failed) the error of any one of them: whichever failed first, in either mode."""
+    possible: list[set[Any]] = []
+    for index, ((_, fails, _), deps) in enumerate(zip(graph, dependencies(graph), strict=True)):
+        failed = [
+            possible[d]
+            for d in deps
+            if any(isinstance(o, tuple) and o[0] == "ValueError" for o in possible[d])
+        ]
+        if failed:
+            possible.append(set().union(*failed))
+        elif fails:
+            possible.append({("ValueError", f"node {index} fails")})
+        else:
+            total = sum(next(iter(possible[d]))[1] for d in deps)
+            possible.append({(index, total % 1_000_003 + index)})
+    return possible
+
+
+async def run_graph(pool: aiopar.Pool, graph: list[Any]) -> list[Any]:
+    refs: list[aiopar.TaskRef[Any]] = []
+    for index, ((seconds, fails, _), deps) in enumerate(
+        zip(graph, dependencies(graph), strict=True)
+    ):
+        dep_refs = [refs[d] for d in deps]
+        refs.append(pool.submit(batch_workers.node, index, seconds, fails, *dep_refs))
+    results = await aiopar.gather(*refs, return_exceptions=True)
+    return [outcome(r) for r in results]
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=graphs)
+def test_batched_and_one_by_one_give_the_same_results_exceptions_and_order(
+    graph: list[Any],
+) -> None:
+    async def both() -> tuple[list[Any], list[Any], int]:
+        async with pool_in_mode("off") as pool:
+            alone = await run_graph(pool, graph)
+        async with pool_in_mode("always") as pool:
+            batched = await run_graph(pool, graph)
+            sent_in_batches = dispatcher_of(pool)._batched_jobs
+        return alone, batched, sent_in_batches
+
+    alone, batched, sent_in_batches = asyncio.run(both())
+    possible = expected(graph)
+    assert len(alone) == len(batched) == len(graph)
+    for index, (one, other, allowed) in enumerate(zip(alone, batched, possible, strict=True)):
+        assert one in allowed, (index, one, allowed)
+        assert other in allowed, (index, other, allowed)
+        if len(allowed) == 1:  # no two failed dependencies to race: the very same
+            assert one == other
+    if len(graph) >= ROOTS:  # the roots wait together: some share a work item
+        assert sent_in_batches > 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_crash_in_a_batch_fails_only_the_task_that_was_running(tmp_path: Path) -> None:
+    crash_at = 7
+    async with pool_in_mode("always") as pool:
+        # Submitted at once, they go in batches, one work item per worker at a time; the
+        # first two take a while, so that the other worker's batch is under way too.
+        refs = [
+            pool.submit(batch_workers.counted, str(tmp_path), i, crash_at, 0.3 if i < 2 else 0.0)
+            for i in range(16)
+        ]
+        results = await aiopar.gather(*refs, return_exceptions=True)
+        assert dispatcher_of(pool)._batched_jobs >= 10
+    for index, result in enumerate(results):
+        if index == crash_at:
+            assert isinstance(result, aiopar.WorkerCrashedError), result
+        else:
+            assert result == index * 10, (index, result)
+    runs = [name.split("-")[0] for name in os.listdir(tmp_path)]
+    assert runs.count(str(crash_at)) == 1  # failed, not run again
+    for index in range(16):
+        assert runs.count(str(index)) >= 1, index
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_task_cancelled_inside_a_batch_before_it_started_never_runs(
+    tmp_path: Path,
+) -> None:
+    started, late, other = tmp_path / "started", tmp_path / "late", tmp_path / "other"
+    async with pool_in_mode("always", workers=1) as pool:
+        holding = tmp_path / "holding"
+        holder = pool.submit(batch_workers.started_then_sleep, str(holding), 0.3)
+        while not holding.exists():  # the holder runs alone: the one work item allowed
+            await asyncio.sleep(0.01)
+        # These wait behind the holder, then go in one batch.
+        first = pool.submit(batch_workers.started_then_sleep, str(started), 0.5)
+        victim = pool.submit(workers.append_line, str(late))
+        after = pool.submit(workers.append_line, str(other))
+        assert await holder == str(holding)
+        while not started.exists():
+            await asyncio.sleep(0.01)
+        assert dispatcher_of(pool)._batched_jobs >= 3
+        assert victim.cancel()
+        assert await first == str(started)
+        assert await after == str(other)
+        with pytest.raises(cf.CancelledError):
+            await victim
+    assert not late.exists()
+    assert other.read_text() == "ran\n"
