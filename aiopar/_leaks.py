@@ -16,12 +16,22 @@ import sys
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._pool_base import PoolBase as Pool
+from typing import Protocol
 
 __all__ = ["Leaks", "Snapshot", "pool_opened"]
+
+
+class Pool(Protocol):
+    """What the leak check reads of a pool (``aiopar.Pool``, which sits above this
+    module: pools call :func:`pool_opened` when they open)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def worker_pids(self) -> list[int]: ...
+
+    def shared_memory_segments(self) -> list[str]: ...
+
 
 #: Every pool opened in this process and not yet collected (see :func:`pool_opened`).
 _pools: weakref.WeakSet[Pool] = weakref.WeakSet()
