@@ -2,7 +2,11 @@
 
 Arguments go out as an :class:`Outbound` (pickled by the executor's feeder thread in
 the parent, big numpy arrays copied into shared memory there, see ``_packing.py``);
-results come back as a :class:`Result` (pickled in the worker). Either arrives as a
+results come back as a :class:`Result` (pickled in the worker). Plain values skip the
+envelopes: a task's arguments that are all numbers, strings, bytes or None (``Job.plain``)
+go out as they are, and so does a result that is a number, bytes or None
+(``_worker.RAW_RESULTS``): they hold no array, always pickle, and load without running
+any code, so tiny tasks do not pay for a pickler of their own each way. Either arrives as a
 :class:`Packed`: the pickle, not yet loaded, so that nothing of the user's runs in the
 executor's own threads; :func:`unwrap` loads it in the thread that settles the job
 (parent) or inside ``_worker.run_job`` (worker).

@@ -96,7 +96,7 @@ class Feeding(DispatchState):
         self._inflight.add(job)
         exec_future.add_done_callback(functools.partial(self._on_exec_done, job, processes))
 
-    def _entry(self, job: Job) -> tuple[int, bytes, str, _envelopes.Outbound, Any]:
+    def _entry(self, job: Job) -> tuple[int, bytes, str, Any, Any]:
         """Make ready to send ``job``: its slot, its outbound payload, where its result may
         go in shared memory; return the arguments of ``_worker.run_job``."""
         if self._owns_executor:
@@ -104,14 +104,16 @@ class Feeding(DispatchState):
                 job.slot = self._free_slots.pop()
                 self._slots[job.slot] = _worker.SLOT_FREE
         job.generation = self._generation
-        payload = _envelopes.Outbound(
-            job.payload,
-            self.arena,
-            job.segments,
-            kind=job.kind,
-            label=job.label,
-            first_item=job.first_item,
-        )
+        payload: Any = job.payload
+        if not job.plain:  # plain values pickle as they are, with no arrays to place
+            payload = _envelopes.Outbound(
+                job.payload,
+                self.arena,
+                job.segments,
+                kind=job.kind,
+                label=job.label,
+                first_item=job.first_item,
+            )
         shm = None
         if self.arena is not None:
             job.result_segment = _segments.new_name(self.token)

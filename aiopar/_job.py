@@ -34,6 +34,7 @@ class Job:
     id: int = field(default_factory=lambda: next(_job_ids))
     retries: int | None = None  # runs again after a crash of its worker; None: the pool's
     alone: bool = False  # never sent in a batch (see _batching.py)
+    plain: bool = False  # payload of plain values only: sent as is, not as an Outbound
     # Managed by the dispatcher thread only:
     slot: int = -1
     generation: int = -1

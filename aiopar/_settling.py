@@ -55,7 +55,11 @@ class Settling(DispatchState):
             return False
         if self.arena is not None and (
             job.func_blob in self._result_sizes  # to be forgotten, by the dispatcher
-            or (job.result_segment is not None and _shm.held_size(job.result_segment))
+            or (
+                isinstance(value, _envelopes.Packed)  # not a plain value sent as is
+                and job.result_segment is not None
+                and _shm.held_size(job.result_segment)
+            )
         ):
             return False
         job.elapsed = elapsed

@@ -296,6 +296,7 @@ def submit(
     ref: TaskRef[R] = TaskRef(job, pool, cancel)
     if plain:  # nothing to look for: no TaskRef among them
         job.payload = (args, kwargs)
+        job.plain = True
         dispatcher.submit(job)
         return ref
     plan = _find_refs(root, label) if flat is None else flat
@@ -330,7 +331,9 @@ def submit(
                 fail(dependency.exception())  # type: ignore[arg-type]
             elif remaining == 0:
                 try:
-                    job.payload = _resolve(arguments[0], arguments[1])
+                    resolved = _resolve(arguments[0], arguments[1])
+                    job.payload = resolved
+                    job.plain = plain_arguments(*resolved)
                 except BaseException as exc:
                     fail(exc)
                 else:

@@ -45,6 +45,10 @@ SLOT_DONE = -2  # a job of a batch that finished (see _worker_batch.py)
 
 #: Returned instead of a result when the parent cancelled a job before it started.
 SKIPPED = "aiopar:skipped"
+#: Results sent back as they are, not wrapped in a ``Result``: numbers, bytes and None
+#: hold no array for shared memory, always pickle, and unpickle without running code.
+#: Not str, which could be mistaken for :data:`SKIPPED`.
+RAW_RESULTS = frozenset({int, float, complex, bool, bytes, type(None)})
 
 
 class _Unset:
@@ -375,6 +379,8 @@ def _run_job(
         elapsed = time.perf_counter() - start
     except BaseException as exc:
         raise Carried(_as_exception(exc)).with_traceback(exc.__traceback__) from None
+    if type(result) in RAW_RESULTS:  # pickles as is, and loads without running any code
+        return (elapsed, result)
     what = f"the result of {getattr(func, '__qualname__', type(func).__name__)}"
     if shm is not None:
         return (elapsed, Result(result, *shm, what=what))

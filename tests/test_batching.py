@@ -175,3 +175,57 @@ async def test_a_task_cancelled_inside_a_batch_before_it_started_never_runs(
             await victim
     assert not late.exists()
     assert other.read_text() == "ran\n"
+
+
+# ── plain values: sent as they are, not wrapped for shared memory ────────────────────
+
+PLAIN_RESULTS = [7, -2.5, 1 + 2j, True, None, b"\x00raw", "aiopar:skipped", (1, "a")]
+
+
+@pytest.mark.parametrize("mode", ["off", "always"])
+@pytest.mark.asyncio
+async def test_plain_results_and_arguments_come_back_equal_and_of_their_type(mode: str) -> None:
+    # Numbers, bytes and None travel as they are (no Result envelope); a str, even the
+    # one that marks a skipped job, and a tuple still go wrapped: all come back alike.
+    async with pool_in_mode(mode) as pool:
+        got = await pool.gather(*[pool.submit(workers.identity, value) for value in PLAIN_RESULTS])
+        chained = await pool.submit(workers.identity, pool.submit(workers.identity, 3))
+    assert got == PLAIN_RESULTS
+    assert [type(value) for value in got] == [type(value) for value in PLAIN_RESULTS]
+    assert chained == 3
+
+
+def test_a_worker_sends_plain_numbers_back_unwrapped_and_other_results_wrapped() -> None:
+    from aiopar import _envelopes, _worker
+    from aiopar._codepickle import pickle_function
+
+    blob = pickle_function(workers.identity)
+    for value in (5, 2.5, None, b"x", False):
+        _, sent = _worker.run_job(-1, blob, _envelopes.CALL, ((value,), {}))
+        assert type(sent) is type(value) and sent == value
+    for value in ("aiopar:skipped", [1], (1, 2)):
+        _, sent = _worker.run_job(-1, blob, _envelopes.CALL, ((value,), {}))
+        assert isinstance(sent, _envelopes.Portable)
+        assert _envelopes.unwrap(sent) == value
+
+
+@pytest.mark.asyncio
+async def test_a_task_of_plain_arguments_is_sent_without_an_outbound_envelope() -> None:
+    from aiopar import _envelopes
+
+    async with pool_in_mode("off") as pool:
+        dispatcher = dispatcher_of(pool)
+        sent: list[Any] = []
+        hand_over = dispatcher._hand_over
+
+        def spy(fn: Any, *args: Any, jobs: Any) -> Any:
+            sent.append(args[3])  # run_job(slot, func_blob, kind, payload, shm)
+            return hand_over(fn, *args, jobs=jobs)
+
+        dispatcher._hand_over = spy  # type: ignore[method-assign]
+        assert await pool.submit(workers.add, 2, 3) == 5
+        assert await pool.submit(workers.add, pool.submit(workers.add, 1, 1), 3) == 5
+        assert await pool.submit(workers.total, [1, 2]) == 3
+    assert sent[0] == ((2, 3), {})
+    assert sent[1] == ((1, 1), {}) and sent[2] == ((2, 3), {})  # resolved: plain too
+    assert isinstance(sent[3], _envelopes.Outbound)  # a list: may hold arrays
