@@ -21,10 +21,9 @@ import re
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,7 @@ import pytest
 
 import aiopar
 from tests import faulty, workers
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.scripts import kill_group, script_process
 
 # ── helpers ──────────────────────────────────────────────────────────────────────────
 
@@ -70,47 +68,13 @@ def _markers(directory: Path, prefix: str) -> set[str]:
     return {p.name.split("-", 1)[1] for p in directory.glob(f"{prefix}-*")}
 
 
-@contextlib.contextmanager
-def _script(tmp_path: Path, name: str, body: str) -> Iterator[subprocess.Popen[str]]:
-    """Run ``body`` as a script in its own session (so its process group can be signalled).
-
-    On the way out, whatever is left of that process group is SIGKILLed (a failed test
-    must not leave processes behind) and the pipes are closed.
-    """
-    script = tmp_path / name
-    script.write_text(f"import sys\nsys.path.insert(0, {str(REPO)!r})\n{body}")
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        _output(proc)
-
-
-def _output(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """SIGKILL what is left of the script's process group; return what it printed."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if proc.stdout is None or proc.stdout.closed:
-        proc.wait()
-        return "", ""
-    return proc.communicate(timeout=30)
-
-
 def _first_line(proc: subprocess.Popen[str], within: float = 60.0) -> str:
     """The script's first line of output, waiting at most ``within`` seconds."""
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], within)
     line = proc.stdout.readline() if ready else ""
     if not line:
-        _, err = _output(proc)
+        _, err = kill_group(proc)
         pytest.fail(f"the script printed no line within {within} s; stderr:\n{err}")
     return line
 
@@ -447,7 +411,7 @@ def _started_pids(proc: subprocess.Popen[str]) -> set[int]:
 
 
 def test_parent_sigkill_makes_the_workers_exit_on_their_own(tmp_path: Path) -> None:
-    with _script(tmp_path, "parent.py", _LONG_MAP_SCRIPT["asyncio"]) as proc:
+    with script_process(tmp_path, "parent.py", _LONG_MAP_SCRIPT["asyncio"]) as proc:
         worker_pids = _started_pids(proc)
         helpers = _descendants(proc.pid)  # the workers, the forkserver, the resource tracker
         assert worker_pids <= helpers
@@ -461,16 +425,16 @@ def test_parent_sigkill_makes_the_workers_exit_on_their_own(tmp_path: Path) -> N
 def test_ctrl_c_stops_the_program_and_its_workers_without_a_traceback_per_worker(
     tmp_path: Path, runner: str
 ) -> None:
-    with _script(tmp_path, "ctrl_c.py", _LONG_MAP_SCRIPT[runner]) as proc:
+    with script_process(tmp_path, "ctrl_c.py", _LONG_MAP_SCRIPT[runner]) as proc:
         worker_pids = _started_pids(proc)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         try:
             proc.wait(timeout=15)  # a hang guard, not a timing assertion
         except subprocess.TimeoutExpired:
-            _, err = _output(proc)
+            _, err = kill_group(proc)
             pytest.fail(f"the program was still running 15 s after Ctrl-C; stderr:\n{err}")
         left = _still_alive(worker_pids, within=10.0)
-        _, err = _output(proc)
+        _, err = kill_group(proc)
         assert not left, f"workers outlived the interrupted program: {sorted(left)}"
         # One report from the program at most (asyncio.run itself prints its
         # KeyboardInterrupt chained to the main task's CancelledError), none per worker.
@@ -789,12 +753,12 @@ def test_script_without_main_guard_gets_one_clear_error(tmp_path: Path, start_me
         "        print(await pool.amap(workers.square, [1, 2]))\n\n\n"
         "anyio.run(main)\n"
     )
-    with _script(tmp_path, "noguard.py", body) as proc:
+    with script_process(tmp_path, "noguard.py", body) as proc:
         try:
             proc.wait(timeout=60)  # a hang guard
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the script hung; stderr:\n{_output(proc)[1]}")
-        out, err = _output(proc)
+            pytest.fail(f"the script hung; stderr:\n{kill_group(proc)[1]}")
+        out, err = kill_group(proc)
     assert proc.returncode != 0
     assert out == ""  # no work was done
     assert 'put the code that starts work under `if __name__ == "__main__":` in noguard.py' in err

@@ -16,9 +16,6 @@ import gc
 import json
 import os
 import pickle
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,36 +26,7 @@ import pytest
 
 import aiopar
 from tests import faulty, workers
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _run_script(
-    tmp_path: Path, body: str, timeout: float = 60.0
-) -> subprocess.CompletedProcess[str]:
-    """Run ``body`` as a script in its own session; SIGKILL its process group after
-    ``timeout`` seconds (the test then fails on the returned code, -9)."""
-    script = tmp_path / "script.py"
-    script.write_text(f"import sys\nsys.path.insert(0, {str(REPO)!r})\n{body}")
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        cwd=tmp_path,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # whatever the script left behind
-        except ProcessLookupError:
-            pass
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+from tests.scripts import run_script
 
 
 def _alive(pid: int) -> bool:
@@ -208,7 +176,7 @@ if __name__ == "__main__":
 @pytest.mark.timeout(120)
 def test_leaving_the_program_drops_queued_work_of_the_default_pool(tmp_path: Path) -> None:
     log = tmp_path / "runs"
-    done = _run_script(tmp_path, QUEUED_AT_EXIT.format(log=str(log)), timeout=60)
+    done = run_script(tmp_path, QUEUED_AT_EXIT.format(log=str(log)), timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
     runs = log.read_text().split()
@@ -225,6 +193,7 @@ import gc
 import json
 import aiopar
 from tests import faulty, workers
+from tests.scripts import kill_group, run_script, script_process
 
 async def main():
     aiopar.submit(faulty.write_pid_then_sleep, ({dir!r}, 3600))
@@ -242,7 +211,7 @@ def test_leaving_the_program_with_a_task_that_never_returns_ends_it_within_the_b
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIOPAR_EXIT_TIMEOUT", "1")
-    done = _run_script(tmp_path, NEVER_RETURNS_AT_EXIT.format(dir=str(tmp_path)), timeout=60)
+    done = run_script(tmp_path, NEVER_RETURNS_AT_EXIT.format(dir=str(tmp_path)), timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "9"
     (pid_file,) = tmp_path.glob("pid-*")
@@ -259,6 +228,7 @@ LEFT_RUNNING = """
 import asyncio, json, os
 import aiopar
 from tests import faulty, workers
+from tests.scripts import kill_group, run_script, script_process
 
 async def main():
     async with aiopar.Pool(2) as pool:
@@ -281,7 +251,7 @@ if __name__ == "__main__":
 def test_threads_and_children_a_task_leaves_running_neither_take_jobs_nor_hang_close(
     tmp_path: Path,
 ) -> None:
-    done = _run_script(tmp_path, LEFT_RUNNING.format(dir=str(tmp_path)), timeout=60)
+    done = run_script(tmp_path, LEFT_RUNNING.format(dir=str(tmp_path)), timeout=60)
     assert done.returncode == 0, (done.stdout, done.stderr)
     first, closed = done.stdout.splitlines()
     assert closed == "closed"
@@ -396,7 +366,7 @@ if __name__ == "__main__":
 
 @pytest.mark.timeout(120)
 def test_a_forked_child_gets_its_own_default_pool_and_exits_quietly(tmp_path: Path) -> None:
-    done = _run_script(tmp_path, FORK_AFTER_START, timeout=90)
+    done = run_script(tmp_path, FORK_AFTER_START, timeout=90)
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert done.stdout.splitlines() == [
         "child [0, 1, 4, 9]",
