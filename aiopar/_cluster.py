@@ -37,6 +37,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import functools
+import logging
 import secrets
 import threading
 from collections.abc import Coroutine, Sequence
@@ -51,6 +52,8 @@ from ._linking import linked, task_key
 from .errors import WorkerCrashedError
 
 __all__ = ["ClusterRunner"]
+
+logger = logging.getLogger("aiopar")
 
 
 class ClusterRunner:
@@ -319,11 +322,10 @@ class ClusterRunner:
                 )
                 busy = [a for a, count in ran.items() if isinstance(count, int) and count > 0]
                 if kill and busy:
-                    await self._client.restart_workers(
-                        busy, raise_for_error=False, asynchronous=True
-                    )
+                    # In the client's loop, Client methods return coroutines.
+                    await self._client.restart_workers(busy, raise_for_error=False)
         except Exception:  # the cluster is gone: nothing runs there for us any more
-            pass
+            logger.debug("stopping %d jobs failed", len(jobs), exc_info=True)
         finally:
             for job in jobs:
                 self._forget(job)

@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import pickle
-import signal
 import threading
-import time
 from typing import Any
 
 from . import _worker
@@ -127,9 +124,9 @@ _MISSING: Any = object()
 
 async def stop(keys: list[str], kill: bool, dask_worker: Any = None) -> int:
     """In a Dask worker (through ``Client.run``): keep the tasks ``keys`` from starting
-    here, and return once none of them runs here any more (``kill=False``), or end this
-    worker process at once if one of them runs (``kill=True``: its nanny, if any, starts
-    a new one). Return how many of them ran here."""
+    here; with ``kill=False`` return once none of them runs here any more; with
+    ``kill=True`` at once. Return how many of them ran here (with ``kill=True``, the
+    caller restarts this worker if any did)."""
     with _cancelled_lock:
         _cancelled.extend(keys)
     wanted = set(keys)
@@ -137,11 +134,7 @@ async def stop(keys: list[str], kill: bool, dask_worker: Any = None) -> int:
     while True:
         tasks = dask_worker.state.tasks if dask_worker is not None else {}
         states = [tasks[key].state for key in wanted if key in tasks]
-        running = sum(state in _RUNNING for state in states)
-        ran = max(ran, running)
-        if kill and running:
-            os.kill(os.getpid(), signal.SIGKILL)
-            time.sleep(1)  # pragma: no cover - the signal ends us
-        if not any(state in _WILL_RUN for state in states):
+        ran = max(ran, sum(state in _RUNNING for state in states))
+        if kill or not any(state in _WILL_RUN for state in states):
             return ran
         await asyncio.sleep(0.01)
