@@ -11,21 +11,23 @@ The worker plugin that runs a pool's ``initializer`` in each worker
 (``_cluster_plugin.py``) keeps its result in :data:`states`; :func:`run` makes it that
 pool's ``aiopar.worker_state()`` during its tasks. :func:`stop` runs on each worker's
 event loop when a caller abandons tasks: it keeps them from starting and waits for
-those already running (or tells which run, for their workers to be restarted).
+those already running (or, for ``cancel="kill"``, ends the worker that runs one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import pickle
+import signal
 import threading
 from typing import Any
 
 from . import _worker
 from ._envelopes import Portable
 
-__all__ = ["Linked", "Skipped", "init_errors", "run", "states", "stop"]
+__all__ = ["Linked", "Payload", "Skipped", "init_errors", "run", "states", "stop"]
 
 # The state made by each pool's initializer in this worker process, by pool token, and
 # the errors of those that failed (see _cluster_plugin.py).
@@ -51,6 +53,20 @@ class Linked:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+
+class Payload:
+    """A job's payload as one opaque argument of its Dask task: Dask pickles it whole
+    (numpy buffers out of band) instead of walking every item of a chunk for Dask
+    futures, a cost of seconds per million items on the caller's thread."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        return (Payload, (self.value,))
 
 
 class _LinkUnpickler(pickle.Unpickler):
@@ -96,7 +112,9 @@ def run(token: str, func_blob: bytes, kind: str, payload: Any, timed: bool, *res
                 return Skipped()
     if token in init_errors:
         raise _worker.initializer_failed(init_errors[token])
-    if isinstance(payload, Linked):
+    if isinstance(payload, Payload):
+        payload = payload.value
+    elif isinstance(payload, Linked):
         try:
             payload = _LinkUnpickler(payload.data, results).load()
         except Exception as exc:
@@ -124,9 +142,10 @@ _MISSING: Any = object()
 
 async def stop(keys: list[str], kill: bool, dask_worker: Any = None) -> int:
     """In a Dask worker (through ``Client.run``): keep the tasks ``keys`` from starting
-    here; with ``kill=False`` return once none of them runs here any more; with
-    ``kill=True`` at once. Return how many of them ran here (with ``kill=True``, the
-    caller restarts this worker if any did)."""
+    here, and return once none of them runs here any more (``kill=False``), or end this
+    worker process at once if one of them runs (``kill=True``: its nanny, if any, starts
+    a new one, and Dask treats the tasks the worker held as those of a dead worker).
+    Return how many of them ran here."""
     with _cancelled_lock:
         _cancelled.extend(keys)
     wanted = set(keys)
@@ -134,7 +153,10 @@ async def stop(keys: list[str], kill: bool, dask_worker: Any = None) -> int:
     while True:
         tasks = dask_worker.state.tasks if dask_worker is not None else {}
         states = [tasks[key].state for key in wanted if key in tasks]
-        ran = max(ran, sum(state in _RUNNING for state in states))
-        if kill or not any(state in _WILL_RUN for state in states):
+        running = sum(state in _RUNNING for state in states)
+        ran = max(ran, running)
+        if kill and running:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if not any(state in _WILL_RUN for state in states):
             return ran
         await asyncio.sleep(0.01)

@@ -151,6 +151,7 @@ class _Tree:
             self.blob, kind, payload, f"step {len(self.jobs) + 1} of tree_reduce({self.name})"
         )
         job.future = KeptFuture()
+        job.linked = True
         job.first_item = first_item
         self.jobs.append(job)
         self.pool._send(job)

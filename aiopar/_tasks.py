@@ -325,6 +325,7 @@ def submit(
     if links is not None and all(ref._pool is pool for ref in found.values()):
         # The runner passes the results from job to job where they run.
         job.payload = _resolve(root, plan, _link)
+        job.linked = True
         dispatcher.submit(job)
         return ref
 
