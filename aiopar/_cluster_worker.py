@@ -124,6 +124,10 @@ def run(token: str, func_blob: bytes, kind: str, payload: Any, timed: bool, *res
                 "the Dask workers (defined in a module installed there, not only in the "
                 "caller)?"
             ) from exc
+    if not _worker.in_worker():
+        # aiopar's calls made by a task here run in this process, in order, as in a
+        # local worker (see _default.py), instead of starting processes of their own.
+        _worker._state = None
     previous = getattr(_worker.inline_state, "value", _MISSING)
     _worker.inline_state.value = states.get(token)
     try:

@@ -76,6 +76,15 @@ async def test_put_scatters_once_for_many_tasks(cluster_pool: aiopar.Pool) -> No
     assert sums == [data.sum()] * 4
 
 
+@pytest.mark.asyncio
+async def test_aiopar_calls_inside_a_cluster_task_run_in_that_worker(
+    cluster_pool: aiopar.Pool,
+) -> None:
+    assert await cluster_pool.submit(workers.nested_sync, 3) == (10, 0)
+    result, children = await cluster_pool.submit(workers.nested_asyncio, 4)
+    assert result == ([0, 1, 4, 9], 16 + 8, 12, "ValueError") and children == 0
+
+
 # ── cancelling and timeouts ────────────────────────────────────────────────────────
 
 
