@@ -199,6 +199,14 @@ class ClusterRunner:
         self._client.loop.add_callback(lambda: coroutine)
 
     async def _follow(self, job: Job, remote: Any) -> None:
+        try:
+            await self._heard(job, remote)
+        except BaseException as exc:  # never leave a caller waiting for nothing
+            self._forget(job)
+            _set_exception(job.future, exc)
+            raise
+
+    async def _heard(self, job: Job, remote: Any) -> None:
         # Dask's own Future.add_done_callback() waits this way, on the client's loop.
         while remote.status in ("pending", "lost"):
             await remote._state.wait()

@@ -167,6 +167,17 @@ async def test_retries_submit_a_task_again_after_its_worker_died(
     assert Path(marker).read_text().count("run") == 2
 
 
+@pytest.mark.asyncio
+async def test_a_failing_initializer_fails_the_tasks_naming_it(dask_client: Any) -> None:
+    async with aiopar.Pool(cluster=dask_client, initializer=workers.failing_initializer) as pool:
+        with pytest.raises(RuntimeError, match="initializer failed") as caught:
+            await pool.submit(workers.square, 2)
+        assert "model file missing" in str(caught.value)
+    # Its state is gone from the workers with the pool; a new pool starts clean.
+    async with aiopar.Pool(cluster=dask_client) as pool:
+        assert await pool.submit(workers.square, 2) == 4
+
+
 # ── options ────────────────────────────────────────────────────────────────────────
 
 
