@@ -10,7 +10,9 @@ Inside a worker process the default pool starts no processes: it runs each call 
 that worker, in order (see ``_inline.py``), so a task may call ``aiopar.amap`` or
 ``aiopar.submit`` without multiplying processes or keeping its pool from closing.
 With ``AIOPAR_INLINE=1`` in the environment, the default pool runs in-process too
-(``Pool(inline=True)``), so a program can be debugged without editing it.
+(``Pool(inline=True)``), so a program can be debugged without editing it; with
+``AIOPAR_CLUSTER=tcp://host:8786`` it runs on that Dask cluster
+(``Pool(cluster=...)``), so a program scales out without editing it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import threading
 
 from . import _remote
+from ._cluster_options import ENVIRONMENT_VARIABLE, cluster_from_environment
 from ._inline import inline_from_environment
 from ._pool import Pool
 from ._worker import in_worker
@@ -39,10 +42,22 @@ def get_default_pool() -> Pool:
                 pool = Pool(workers=1)
                 pool._open_inline()
             else:
-                pool = Pool(inline=inline_from_environment())
+                pool = _pool_from_environment()
                 pool.open()
             _pool = pool
         return _pool
+
+
+def _pool_from_environment() -> Pool:
+    """The default pool as ``AIOPAR_CLUSTER`` and ``AIOPAR_INLINE`` ask for it."""
+    cluster = cluster_from_environment()
+    inline = inline_from_environment()
+    if cluster is not None and inline:
+        raise ValueError(
+            f"{ENVIRONMENT_VARIABLE} (run on a Dask cluster) and AIOPAR_INLINE (run in this "
+            "process) are both set: unset one of them"
+        )
+    return Pool(cluster=cluster) if cluster is not None else Pool(inline=inline)
 
 
 _remote.use_default_pool(get_default_pool)  # for .remote() of a function without a pool

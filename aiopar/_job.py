@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import itertools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import _packing, _segments, _worker
 
-__all__ = ["Job", "Outcome", "Settled"]
+__all__ = ["Job", "KeptFuture", "Link", "Outcome", "Settled"]
 
 _job_ids = itertools.count(1)
 
@@ -54,6 +56,78 @@ class Job:
     # from its pickle, or the error rebuilding it raised.
     value: Any = None
     load_error: BaseException | None = None
+    # Where the result lives when it stays where it was computed (a cluster runner's
+    # Dask future, see _cluster.py); None for the other runners.
+    remote: Any = None
+
+
+class Link:
+    """Stands for the result of ``job`` in the arguments of another job, for a runner
+    that passes results between its jobs itself (``_runner.Linking``): the result goes
+    from where it was computed to where it is needed, never through this process."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"the result of {self.job.label} can only be passed to a job of its pool")
+
+
+class KeptFuture(cf.Future[Any]):
+    """The future of a job whose result may stay where it was computed until someone
+    wants it (a task on a cluster: its value in a Dask worker's memory).
+
+    A runner that keeps results calls :meth:`keep` when the job has finished, instead of
+    ``set_result``; the value is fetched on the first demand for it: a done-callback
+    added (every wait in aiopar begins so), ``result()`` or ``exception()``. The future
+    is done once the value is here, as any future. Runners that do not keep results
+    settle it as a plain future.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._want_lock = threading.Lock()
+        self._wanted = False
+        self._kept = False
+        self._fetch: Callable[[], None] | None = None
+
+    def finished(self) -> bool:
+        """Whether the job has finished: its value here, or kept where it ran."""
+        return self._kept or self.done()
+
+    def keep(self, fetch: Callable[[], None]) -> None:
+        """The job finished where it ran; ``fetch()`` brings its value here (and settles
+        this future), now if it is wanted already, else on the first demand."""
+        with self._want_lock:
+            self._kept = True
+            if not self._wanted:
+                self._fetch = fetch
+                return
+        fetch()
+
+    def want(self) -> None:
+        """Ask for the value: fetch it if it was kept, or as soon as it is."""
+        with self._want_lock:
+            if self._wanted:
+                return
+            self._wanted = True
+            fetch, self._fetch = self._fetch, None
+        if fetch is not None:
+            fetch()
+
+    def add_done_callback(self, fn: Callable[[cf.Future[Any]], object]) -> None:
+        self.want()
+        super().add_done_callback(fn)
+
+    def result(self, timeout: float | None = None) -> Any:
+        self.want()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self.want()
+        return super().exception(timeout)
 
 
 class Outcome(Protocol):

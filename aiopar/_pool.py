@@ -19,6 +19,7 @@ import cloudpickle
 
 from . import _gather, _maps, _reduce, _tasks
 from ._chunks import check_count, check_positive
+from ._cluster_options import check_cluster_options
 from ._codepickle import pickle_function
 from ._inline import check_inline
 from ._maps import ProgressOption
@@ -91,6 +92,11 @@ class Pool(PoolBase):
             a pickle round trip, as to a worker and back; ``"nopickle"`` skips it.
             The other options keep their meaning where they can: the initializer
             runs once, in this process; nothing is killed or restarted.
+        cluster: a ``distributed.Client`` (never closed by the pool) or a Dask scheduler
+            address (the pool keeps a client of its own): the jobs run on that cluster,
+            task results stay there until awaited (``pip install 'aiopar[dask]'``; see
+            ``docs/scaling-out.md``). Not with workers, start_method,
+            max_tasks_per_child, executor or inline.
 
     Raises:
         TypeError, ValueError: for a bad option, naming it.
@@ -108,7 +114,17 @@ class Pool(PoolBase):
         executor: cf.Executor | None = None,
         retries: int = 0,
         inline: InlineMode = False,
+        cluster: Any = None,
     ) -> None:
+        if cluster is not None:
+            cluster = check_cluster_options(
+                cluster,
+                workers=workers,
+                start_method=start_method,
+                max_tasks_per_child=max_tasks_per_child,
+                executor=executor,
+                inline=inline,
+            )
         inline = check_inline(inline, executor)
         workers = check_positive("workers", workers)
         if workers is not None and workers > MAX_WORKERS:
@@ -166,6 +182,7 @@ class Pool(PoolBase):
         self._executor = executor
         self._retries = retries
         self.inline: InlineMode = inline
+        self.cluster: Any = cluster
         self._dispatcher = None
         self._closed = False
 

@@ -20,7 +20,7 @@ import multiprocessing
 import signal
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import anyio
 
@@ -29,7 +29,7 @@ from ._dispatcher import Dispatcher
 from ._inline import InlineRunner
 from ._job import Job
 from ._main_module import check_main_module
-from ._runner import Runner
+from ._runner import Runner, linking
 from ._waiting import FutureWatcher, wait_all_shielded
 
 __all__ = ["CancelMode", "InlineMode", "PoolBase", "interrupted_by_user"]
@@ -71,12 +71,15 @@ class PoolBase:
     _executor: cf.Executor | None
     _retries: int
     inline: InlineMode
+    cluster: Any
     _dispatcher: Runner | None
     _closed: bool
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._dispatcher else "not started")
         where = f"inline={self.inline!r}" if self.inline else f"start_method={self.start_method!r}"
+        if self.cluster is not None:
+            where = f"cluster={self.cluster!r}"
         return f"<aiopar.Pool workers={self.workers} {where} {state}>"
 
     # ── lifecycle ──────────────────────────────────────────────────────────────────
@@ -93,6 +96,17 @@ class PoolBase:
         if self._closed:
             raise RuntimeError("this Pool is closed; make a new one")
         _leaks.pool_opened(self)
+        if self._dispatcher is None and self.cluster is not None:
+            from ._cluster import ClusterRunner
+
+            runner = ClusterRunner(
+                self.cluster,
+                initializer_blob=self._initializer_blob,
+                initargs_blob=self._initargs_blob,
+                retries=self._retries,
+            )
+            self.workers = runner.workers
+            self._dispatcher = runner
         if self._dispatcher is None and self.inline:
             self._dispatcher = InlineRunner(
                 pickled=self.inline is True,
@@ -129,7 +143,10 @@ class PoolBase:
             await anyio.to_thread.run_sync(self.close)
 
     async def __aenter__(self) -> Self:
-        self.open()
+        if isinstance(self.cluster, str) and self._dispatcher is None:
+            await anyio.to_thread.run_sync(self.open)  # connects to the scheduler
+        else:
+            self.open()
         return self
 
     async def __aexit__(
@@ -213,9 +230,12 @@ class PoolBase:
         dispatcher = self._dispatcher
         if dispatcher is None:
             return [job for job in jobs if not job.future.cancel() and not job.future.done()]
+        kill = (cancel or self.cancel_mode) == "kill" or interrupted_by_user(cause)
+        links = linking(dispatcher)
+        if links is not None:
+            return links.stop_jobs(list(jobs), kill=kill)
         running = [job for job in jobs if not dispatcher.try_cancel(job)]
         running = [job for job in running if not job.future.done()]
-        kill = (cancel or self.cancel_mode) == "kill" or interrupted_by_user(cause)
         for job in running:
             dispatcher.cancel(job, kill=kill)
         return running

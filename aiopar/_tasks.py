@@ -27,8 +27,9 @@ import anyio
 from ._checks import LOOP_BUDGET, check_arguments, plain_arguments, plain_value
 from ._codepickle import func_name, pickle_function
 from ._envelopes import CALL, dumps
-from ._job import Job
+from ._job import Job, KeptFuture, Link
 from ._options import TaskOptions
+from ._runner import linking
 from ._waiting import FutureWatcher
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class TaskRef(Generic[R]):
             else (
                 "failed"
                 if future.done() and future.exception()
-                else ("done" if future.done() else "pending")
+                else ("done" if self.done() else "pending")
             )
         )
         return f"<TaskRef {self._job.label} {state}>"
@@ -92,12 +93,16 @@ class TaskRef(Generic[R]):
         """The underlying :class:`concurrent.futures.Future`, for use with other tools.
 
         Its done-callbacks run in one of the pool's background threads: keep them short.
+        On a cluster (``Pool(cluster=...)``), the result stays in the cluster until it
+        is wanted: adding a done-callback to this future, or calling its ``result()``
+        or ``exception()``, fetches it, and the future is done once it is here.
         """
         return self._job.future
 
     def done(self) -> bool:
         """True when the task has finished, failed or been cancelled."""
-        return self._job.future.done()
+        future = self._job.future
+        return future.done() or (isinstance(future, KeptFuture) and future.finished())
 
     def cancelled(self) -> bool:
         """True when the task was cancelled before it ran."""
@@ -250,13 +255,22 @@ def _rebuilt(container: Any, items: list[Any]) -> Any:
     return copy
 
 
-def _resolve(value: Any, plan: _Plan) -> Any:
-    """A copy of ``value`` with each TaskRef replaced by its (finished) result.
+def _result(ref: TaskRef[Any]) -> Any:
+    return ref.future.result()
+
+
+def _link(ref: TaskRef[Any]) -> Any:
+    return Link(ref._job)
+
+
+def _resolve(value: Any, plan: _Plan, get: Callable[[TaskRef[Any]], Any] = _result) -> Any:
+    """A copy of ``value`` with each TaskRef replaced by ``get(ref)``: by default its
+    (finished) result.
 
     Only the containers that hold a TaskRef are rebuilt, each once: a part shared by
     several holders is shared by their copies too.
     """
-    done: dict[int, Any] = {key: ref.future.result() for key, ref in plan.refs.items()}
+    done: dict[int, Any] = {key: get(ref) for key, ref in plan.refs.items()}
 
     def put(item: Any) -> Any:
         return done.get(id(item), item)
@@ -291,6 +305,9 @@ def submit(
     if not plain and flat is None:
         check_arguments(args, kwargs, label)
     job = Job(blob, CALL, None, label)
+    links = linking(dispatcher)
+    if links is not None:  # its result stays where it ran until wanted
+        job.future = KeptFuture()
     if options is not None:
         job.retries = options.retries
     ref: TaskRef[R] = TaskRef(job, pool, cancel)
@@ -303,6 +320,11 @@ def submit(
     found = plan.refs
     if not found:
         job.payload = (args, kwargs)
+        dispatcher.submit(job)
+        return ref
+    if links is not None and all(ref._pool is pool for ref in found.values()):
+        # The runner passes the results from job to job where they run.
+        job.payload = _resolve(root, plan, _link)
         dispatcher.submit(job)
         return ref
 
@@ -357,6 +379,11 @@ def put(pool: PoolBase, value: T) -> TaskRef[T]:
     """
     dispatcher = pool._require_dispatcher()
     job = Job(b"", CALL, None, f"put#{next(_task_ids)}")
+    links = linking(dispatcher)
+    if links is not None:  # placed in the cluster (Client.scatter)
+        job.future = KeptFuture()
+        links.store(job, value)
+        return TaskRef(job, pool)
     job.future.set_running_or_notify_cancel()
     job.future.set_result(_stored_copy(value, dispatcher.arena))
     return TaskRef(job, pool)

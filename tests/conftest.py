@@ -8,11 +8,13 @@ are about asyncio alone use pytest-asyncio (strict mode).
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -32,8 +34,11 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
 
 
 def _infrastructure_pids() -> set[int]:
-    """Processes meant to outlive a test: multiprocessing's helpers, default-pool workers."""
+    """Processes meant to outlive a test: multiprocessing's helpers, default-pool workers,
+    the worker processes of the session's Dask cluster (see ``dask_cluster``)."""
     pids = set()
+    if _dask_cluster is not None:
+        pids.update(_dask_worker_pids(_dask_cluster))
     forkserver = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
     tracker = getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)
     pids.update(pid for pid in (forkserver, tracker) if pid)
@@ -68,6 +73,66 @@ def _segments() -> set[str]:
     except FileNotFoundError:
         return set()
     return {n for n in names if n.startswith("psm_") or (n.startswith("aiopar") and mine in n)}
+
+
+_dask_cluster: Any = None
+
+
+def _dask_worker_pids(cluster: Any) -> set[int]:
+    """The processes of a LocalCluster's workers (each started by its nanny, which runs in
+    this process) and what they started; a killed worker's replacement too."""
+    pids = set()
+    for nanny in list(cluster.workers.values()):
+        process = getattr(nanny, "process", None)
+        pid = getattr(process, "pid", None)
+        if pid:
+            pids.add(pid)
+            try:
+                pids.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+    return pids
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[Any]:
+    """A Dask LocalCluster for the session: 2 worker processes of 1 thread each.
+
+    Its scheduler gives a task up at the first death of its worker (allowed-failures
+    0), so that a crash surfaces at once. Its worker processes outlive each test, and
+    ``no_leaks`` counts them as infrastructure. Skipped when distributed is missing.
+    """
+    global _dask_cluster
+    pytest.importorskip("distributed")
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
+    _dask_cluster = cluster
+    try:
+        yield cluster
+    finally:
+        _dask_cluster = None
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def dask_client(dask_cluster: Any) -> Iterator[Any]:
+    """A ``distributed.Client`` of the session's cluster (not the default client)."""
+    from distributed import Client
+
+    client = Client(dask_cluster, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture(autouse=True)
