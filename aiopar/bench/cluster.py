@@ -12,7 +12,8 @@ clients the bench holds on it.
                                  ▼
     ClusterSession, on the bench's event loop (aiopar.bench.runner.Bench.runner):
       ├─ client: an asynchronous distributed.Client, for the hand-written "dask futures" rows
-      └─ pool:   aiopar.Pool(cluster=address), with a client of its own, for the aiopar rows
+      └─ pool:   aiopar.Pool(cluster=address), with a client of its own, for the aiopar
+                 rows (opened in the main thread; its client runs a loop of its own)
 
 Everything here blocks the calling thread (the bench's main thread): the async parts
 run to completion on the bench's :class:`asyncio.Runner`, whose loop is idle between
@@ -27,6 +28,8 @@ import importlib.util
 import statistics
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import aiopar
 
 from .rows import Result
 
@@ -57,8 +60,8 @@ def installed() -> bool:
 
 
 class ClusterSession:
-    """A Dask cluster (given by address, or a LocalCluster started here) and the bench's
-    asynchronous client on it.
+    """A Dask cluster (given by address, or a LocalCluster started here), the bench's
+    asynchronous client on it, and an aiopar pool on it.
 
     Args:
         runner: the bench's event loop runner; the client lives on its loop.
@@ -88,13 +91,15 @@ class ClusterSession:
         self.described = (
             "a LocalCluster started for the run" if self._local is not None else address
         )
-        self._pool: Any = None
+        self._pool: aiopar.Pool | None = None
+        self._pool_failure: Exception | None = None
         try:
             self.client: Any = runner.run(self._connect(distributed))
             self.threads: int = runner.run(self._threads())
         except BaseException:
             self._close_local()
             raise
+        self._open_pool()
 
     async def _connect(self, distributed: Any) -> Any:
         client = await distributed.Client(self.address, asynchronous=True)
@@ -105,6 +110,27 @@ class ClusterSession:
             raise
         return client
 
+    def _open_pool(self) -> None:
+        """Open ``aiopar.Pool(cluster=address)`` (it connects a client of its own), in
+        this thread; a failure is kept for :meth:`pool` to raise."""
+        try:
+            pool = aiopar.Pool(cluster=self.address)
+            pool.open()
+        except Exception as exc:
+            self._pool_failure = exc
+        else:
+            self._pool = pool
+
+    def pool(self) -> aiopar.Pool:
+        """The aiopar pool on this cluster, opened with the session.
+
+        Raises:
+            Exception: what opening it raised.
+        """
+        if self._pool is None:
+            raise self._pool_failure or RuntimeError("the cluster session is closed")
+        return self._pool
+
     async def _threads(self) -> int:
         nthreads: dict[str, int] = await self.client.nthreads()
         return sum(nthreads.values())
@@ -114,7 +140,7 @@ class ClusterSession:
         try:
             if self._pool is not None:
                 pool, self._pool = self._pool, None
-                self._runner.run(pool.aclose())
+                pool.close()
             self._runner.run(self.client.close())
         finally:
             self._close_local()

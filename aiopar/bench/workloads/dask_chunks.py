@@ -46,6 +46,9 @@ def run(bench: Bench) -> list[Result]:
     def entries(cluster: ClusterSession) -> list[Entry]:
         client = cluster.client
 
+        async def with_aiopar() -> Any:
+            return await cluster.pool().amap_chunks(func, data)
+
         async def by_hand() -> Any:
             pieces = np.array_split(data, cluster.threads)
             scattered = await client.scatter(pieces, hash=False)
@@ -54,6 +57,7 @@ def run(bench: Bench) -> list[Result]:
 
         return [
             ("sequential", bench.blocking(lambda: func(data))),
+            ("aiopar", bench.awaiting(with_aiopar)),
             (DASK_FUTURES, bench.awaiting(by_hand)),
         ]
 

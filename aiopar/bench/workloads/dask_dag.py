@@ -56,6 +56,12 @@ def run(bench: Bench) -> list[Result]:
     def entries(cluster: ClusterSession) -> list[Entry]:
         client = cluster.client
 
+        async def with_aiopar() -> Any:
+            pool = cluster.pool()
+            x = pool.submit(create_matrix, n, 1)
+            y = pool.submit(create_matrix, n, 2)
+            return await pool.submit(multiply, x, y)  # x, y stay in the cluster
+
         async def by_hand() -> Any:
             # pure=False: a new key per call, so that no run reuses an earlier result
             x = client.submit(create_matrix, n, 1, pure=False)
@@ -67,6 +73,7 @@ def run(bench: Bench) -> list[Result]:
                 "sequential",
                 bench.blocking(lambda: multiply(create_matrix(n, 1), create_matrix(n, 2))),
             ),
+            ("aiopar", bench.awaiting(with_aiopar)),
             (DASK_FUTURES, bench.awaiting(by_hand)),
         ]
 
