@@ -25,11 +25,13 @@ places marked, and the Dask futures of those jobs become arguments of the Dask t
 Dask moves the data from worker to worker (``_cluster_worker.Linked``).
 
 Cancelling: ``try_cancel`` (``TaskRef.cancel()``) cancels the Dask task unless it has
-finished; ``stop_jobs`` (a caller that stopped waiting) also makes sure none of them
+finished (a task already executing runs to its end in its worker, its result
+dropped); ``stop_jobs`` (a caller that stopped waiting) also makes sure none of them
 runs any more before their futures settle: each worker is told not to start them
-(``_cluster_worker.stop``) and waits for those running (``cancel="wait"``), or they are
-ended by restarting their workers through their nannies (``cancel="kill"``, Dask's
-``Client.restart_workers``).
+(``_cluster_worker.stop``) and waits for those running (``cancel="wait"``), or, with
+``cancel="kill"``, a worker that runs one ends its own process at once (SIGKILL: its
+nanny starts a new one, and Dask treats the other tasks it held as those of a dead
+worker: run again elsewhere, up to the scheduler's ``allowed-failures``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import functools
+import logging
 import secrets
 import threading
 from collections.abc import Coroutine, Sequence
@@ -51,6 +54,8 @@ from ._linking import linked, task_key
 from .errors import WorkerCrashedError
 
 __all__ = ["ClusterRunner"]
+
+logger = logging.getLogger("aiopar")
 
 
 class ClusterRunner:
@@ -126,12 +131,10 @@ class ClusterRunner:
             _set_exception(job.future, RuntimeError("the pool is closed"))
             return
         try:
-            payload: Any = job.payload
+            payload: Any = _cluster_worker.Payload(job.payload)
             depends: list[Job] = []
-            if not job.plain:
-                payload, depends = linked(payload)
-                if not depends:
-                    payload = job.payload  # Dask pickles it, arrays out of band
+            if job.linked:
+                payload, depends = linked(job.payload)
             for dependency in depends:
                 if self._failed_dependency(job, dependency):
                     return
@@ -196,6 +199,14 @@ class ClusterRunner:
         self._client.loop.add_callback(lambda: coroutine)
 
     async def _follow(self, job: Job, remote: Any) -> None:
+        try:
+            await self._heard(job, remote)
+        except BaseException as exc:  # never leave a caller waiting for nothing
+            self._forget(job)
+            _set_exception(job.future, exc)
+            raise
+
+    async def _heard(self, job: Job, remote: Any) -> None:
         # Dask's own Future.add_done_callback() waits this way, on the client's loop.
         while remote.status in ("pending", "lost"):
             await remote._state.wait()
@@ -296,7 +307,7 @@ class ClusterRunner:
 
     def stop_jobs(self, jobs: Sequence[Job], *, kill: bool) -> list[Job]:
         """Cancel ``jobs`` in the cluster; their futures settle once none of them runs
-        (``kill``: their workers are restarted). Return those not settled yet."""
+        (``kill``: the workers that run them end). Return those not settled yet."""
         stopping = []
         for job in jobs:
             future = job.future
@@ -311,19 +322,16 @@ class ClusterRunner:
     async def _stop(self, jobs: list[Job], *, kill: bool, wait: bool) -> None:
         try:
             remotes = [job.remote for job in jobs if job.remote is not None]
-            keys = [remote.key for remote in remotes]
             if remotes:
-                await self._client.cancel(remotes, asynchronous=True)
-                ran = await self._client.run(
-                    _cluster_worker.stop, keys, kill, on_error="return", asynchronous=True
-                )
-                busy = [a for a, count in ran.items() if isinstance(count, int) and count > 0]
-                if kill and busy:
-                    await self._client.restart_workers(
-                        busy, raise_for_error=False, asynchronous=True
-                    )
+                # In the client's loop, Client methods return coroutines.
+                await self._client.cancel(remotes)
+                keys = [remote.key for remote in remotes]
+                if wait or kill:
+                    await self._client.run(_cluster_worker.stop, keys, kill, on_error="ignore")
+                else:
+                    self._spawn(self._client.run(_cluster_worker.stop, keys, False))
         except Exception:  # the cluster is gone: nothing runs there for us any more
-            pass
+            logger.debug("stopping %d jobs failed", len(jobs), exc_info=True)
         finally:
             for job in jobs:
                 self._forget(job)

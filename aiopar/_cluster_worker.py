@@ -11,7 +11,7 @@ The worker plugin that runs a pool's ``initializer`` in each worker
 (``_cluster_plugin.py``) keeps its result in :data:`states`; :func:`run` makes it that
 pool's ``aiopar.worker_state()`` during its tasks. :func:`stop` runs on each worker's
 event loop when a caller abandons tasks: it keeps them from starting and waits for
-those already running (or tells which run, for their workers to be restarted).
+those already running (or, for ``cancel="kill"``, ends the worker that runs one).
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ import os
 import pickle
 import signal
 import threading
-import time
 from typing import Any
 
 from . import _worker
 from ._envelopes import Portable
 
-__all__ = ["Linked", "Skipped", "init_errors", "run", "states", "stop"]
+__all__ = ["Linked", "Payload", "Skipped", "init_errors", "run", "states", "stop"]
 
 # The state made by each pool's initializer in this worker process, by pool token, and
 # the errors of those that failed (see _cluster_plugin.py).
@@ -54,6 +53,20 @@ class Linked:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+
+class Payload:
+    """A job's payload as one opaque argument of its Dask task: Dask pickles it whole
+    (numpy buffers out of band) instead of walking every item of a chunk for Dask
+    futures, a cost of seconds per million items on the caller's thread."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        return (Payload, (self.value,))
 
 
 class _LinkUnpickler(pickle.Unpickler):
@@ -99,7 +112,9 @@ def run(token: str, func_blob: bytes, kind: str, payload: Any, timed: bool, *res
                 return Skipped()
     if token in init_errors:
         raise _worker.initializer_failed(init_errors[token])
-    if isinstance(payload, Linked):
+    if isinstance(payload, Payload):
+        payload = payload.value
+    elif isinstance(payload, Linked):
         try:
             payload = _LinkUnpickler(payload.data, results).load()
         except Exception as exc:
@@ -109,6 +124,10 @@ def run(token: str, func_blob: bytes, kind: str, payload: Any, timed: bool, *res
                 "the Dask workers (defined in a module installed there, not only in the "
                 "caller)?"
             ) from exc
+    if not _worker.in_worker():
+        # aiopar's calls made by a task here run in this process, in order, as in a
+        # local worker (see _default.py), instead of starting processes of their own.
+        _worker._state = None
     previous = getattr(_worker.inline_state, "value", _MISSING)
     _worker.inline_state.value = states.get(token)
     try:
@@ -129,7 +148,8 @@ async def stop(keys: list[str], kill: bool, dask_worker: Any = None) -> int:
     """In a Dask worker (through ``Client.run``): keep the tasks ``keys`` from starting
     here, and return once none of them runs here any more (``kill=False``), or end this
     worker process at once if one of them runs (``kill=True``: its nanny, if any, starts
-    a new one). Return how many of them ran here."""
+    a new one, and Dask treats the tasks the worker held as those of a dead worker).
+    Return how many of them ran here."""
     with _cancelled_lock:
         _cancelled.extend(keys)
     wanted = set(keys)
@@ -141,7 +161,6 @@ async def stop(keys: list[str], kill: bool, dask_worker: Any = None) -> int:
         ran = max(ran, running)
         if kill and running:
             os.kill(os.getpid(), signal.SIGKILL)
-            time.sleep(1)  # pragma: no cover - the signal ends us
         if not any(state in _WILL_RUN for state in states):
             return ran
         await asyncio.sleep(0.01)

@@ -59,6 +59,7 @@ class Job:
     # Where the result lives when it stays where it was computed (a cluster runner's
     # Dask future, see _cluster.py); None for the other runners.
     remote: Any = None
+    linked: bool = False  # its payload holds Links to other jobs' results (_runner.Linking)
 
 
 class Link:

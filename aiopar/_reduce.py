@@ -7,6 +7,12 @@ leaves of a balanced tree fixed up front, pairs (0,1), (2,3), … level by level
 depth is ⌈log₂ n⌉; each node is combined by one job as soon as its two children are
 done. With ``ordered=False`` (commutative ``func``) *any* two ready results are combined.
 
+On a runner that passes results between its jobs (a cluster, ``_runner.Linking``) the
+whole tree is sent at once, each node a job whose arguments are links to its children's
+jobs: the partial results move between the cluster's workers, and only the root's
+result comes back. Its shape is the balanced one of ``ordered=True``, also for
+``ordered=False``.
+
 The choice of chunk size: ``ceil(n / (2 * workers))`` items. A chunk of c items costs
 c − 1 calls in a row, but the workers are busy either way: the total time is the same as
 a pure tree's for slow functions, and far lower for cheap ones.
@@ -26,7 +32,8 @@ from ._checks import check_arguments, check_items
 from ._chunks import check_positive
 from ._codepickle import func_name, pickle_function
 from ._envelopes import CALL, REDUCE
-from ._job import Job
+from ._job import Job, KeptFuture, Link
+from ._runner import linking
 from ._tasks import TaskRef
 from ._waiting import FutureWatcher
 
@@ -138,6 +145,37 @@ class _Tree:
                 return root.future.result()
             await self.watcher.next_finished()
 
+    def send_linked(self, kind: str, payload: object, first_item: int = 0) -> Link:
+        """Send a job whose result stays where it runs, for the jobs that link to it."""
+        job = Job(
+            self.blob, kind, payload, f"step {len(self.jobs) + 1} of tree_reduce({self.name})"
+        )
+        job.future = KeptFuture()
+        job.linked = True
+        job.first_item = first_item
+        self.jobs.append(job)
+        self.pool._send(job)
+        return Link(job)
+
+    async def linked(self, parts: list[Any]) -> Any:
+        """Send the whole tree over ``parts`` (Links and plain values), linked level by
+        level, and return the root's result."""
+        level = parts
+        while len(level) > 1:
+            above: list[Any] = [
+                self.send_linked(CALL, ((level[i], level[i + 1]), {}))
+                for i in range(0, len(level) - 1, 2)
+            ]
+            if len(level) % 2:
+                above.append(level[-1])
+            level = above
+        root = level[0]
+        if not isinstance(root, Link):
+            return root
+        self.watcher.watch(root.job.future)  # the one result fetched
+        await self.watcher.wait_for(root.job.future)
+        return root.job.future.result()
+
     async def unordered(self, parts: list[cf.Future[Any]]) -> Any:
         # A list, not a set: the same TaskRef may stand in the items more than once.
         ready = [part for part in parts if part.done()]
@@ -180,6 +218,8 @@ async def tree_reduce(
         await check_items(values, label)
     size = chunksize or max(1, math.ceil(len(values) / (2 * pool.workers)))
     tree = _Tree(pool, blob, func_name(func))
+    if linking(pool._dispatcher) is not None:
+        return await _linked_reduce(pool, tree, values, size, initial is not NO_INITIAL, cancel)  # type: ignore[no-any-return]
     result: Any = None
     error: Exception | None = None
     try:
@@ -228,3 +268,51 @@ async def tree_reduce(
         await pool._abandon(tree.jobs, tree.watcher, cancel=cancel)
         raise error
     return result  # type: ignore[no-any-return]
+
+
+async def _linked_reduce(
+    pool: PoolBase,
+    tree: _Tree,
+    values: list[Any],
+    size: int,
+    has_initial: bool,
+    cancel: CancelMode | None,
+) -> Any:
+    """``tree_reduce`` on a runner that links jobs: TaskRefs of this pool become links,
+    other awaitables are awaited here (all at once), runs of plain values are reduced
+    in chunks; then the whole tree is sent (see :meth:`_Tree.linked`)."""
+    try:
+        async with anyio.create_task_group() as group:
+            for index, value in enumerate(values):
+                if isinstance(value, TaskRef) and value._pool is pool:
+                    values[index] = Link(value._job)
+                elif isinstance(value, TaskRef) or inspect.isawaitable(value):
+                    group.start_soon(_await_into, values, index, value)
+        parts: list[Any] = []
+        run: list[Any] = []
+        skew = 1 if has_initial else 0
+
+        def flush(end: int) -> None:
+            for start in range(0, len(run), size):
+                chunk = run[start : start + size]
+                first = end - len(run) + start - skew
+                parts.append(
+                    chunk[0] if len(chunk) == 1 else tree.send_linked(REDUCE, chunk, first)
+                )
+            run.clear()
+
+        for index, value in enumerate(values):
+            if isinstance(value, Link):
+                flush(index)
+                parts.append(value)
+            else:
+                run.append(value)
+        flush(len(values))
+        return await tree.linked(parts)
+    except BaseException as exc:
+        await pool._abandon(tree.jobs, None, exc, cancel)
+        raise
+
+
+async def _await_into(values: list[Any], index: int, awaitable: Awaitable[Any]) -> None:
+    values[index] = await awaitable

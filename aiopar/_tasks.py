@@ -119,6 +119,9 @@ class TaskRef(Generic[R]):
         """Cancel the task if no worker has started it; return whether it was cancelled.
 
         Awaiting a cancelled ref raises :class:`concurrent.futures.CancelledError`.
+        On a cluster (``Pool(cluster=...)``) a task is cancelled unless it has finished:
+        one not started never starts; one a Dask worker already runs goes on there to
+        its end (Dask cannot interrupt it), and its result is dropped.
         """
         dispatcher = self._pool._dispatcher
         if dispatcher is None:
@@ -325,6 +328,7 @@ def submit(
     if links is not None and all(ref._pool is pool for ref in found.values()):
         # The runner passes the results from job to job where they run.
         job.payload = _resolve(root, plan, _link)
+        job.linked = True
         dispatcher.submit(job)
         return ref
 

@@ -31,6 +31,9 @@ class Unpicklable:
 
 
 def _rebuild(value: int, made_in: int) -> Unpicklable:
+    global rebuilt_in_caller
+    if os.environ.get("AIOPAR_TEST_CALLER") == str(os.getpid()):
+        rebuilt_in_caller += 1
     made = Unpicklable(value)
     made.made_in = made_in
     return made
@@ -60,3 +63,17 @@ def sleep_and_record(item: tuple[str, float]) -> str:
     Path(folder, f"start-{time.monotonic_ns()}").touch()
     time.sleep(seconds)
     return folder
+
+
+rebuilt_in_caller = 0
+
+
+def busy_keys(dask_worker: Any = None) -> list[str]:
+    """On a Dask worker (Client.run): the keys of the aiopar tasks that run or may still
+    run there."""
+    states = {"executing", "long-running", "cancelled", "resumed", "ready", "constrained"}
+    return [
+        str(key)
+        for key, task in dask_worker.state.tasks.items()
+        if "-aiopar-" in str(key) and task.state in states
+    ]

@@ -112,7 +112,7 @@ def dask_cluster() -> Iterator[Any]:
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: never a clash with another cluster
             silence_logs=logging.CRITICAL,
         )
     _dask_cluster = cluster

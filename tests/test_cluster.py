@@ -9,9 +9,10 @@ a dead Dask worker) are in ``test_cluster_more.py``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
 import traceback
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -29,7 +30,9 @@ def pool(request: pytest.FixtureRequest) -> Iterator[aiopar.Pool]:
     if request.param == "local":  # its workers outlive the test, as the cluster's do
         yield aiopar.get_default_pool()
         return
-    made = aiopar.Pool(cluster=request.getfixturevalue("dask_client"))
+    client = request.getfixturevalue("dask_client")
+    client.wait_for_workers(2, timeout=60)  # after a test that killed one
+    made = aiopar.Pool(cluster=client)
     made.open()
     try:
         yield made
@@ -39,6 +42,7 @@ def pool(request: pytest.FixtureRequest) -> Iterator[aiopar.Pool]:
 
 @pytest.fixture
 def cluster_pool(dask_client: Any) -> Iterator[aiopar.Pool]:
+    dask_client.wait_for_workers(2, timeout=60)
     made = aiopar.Pool(cluster=dask_client)
     made.open()
     try:
@@ -60,6 +64,30 @@ async def test_amap_imap_starmap_give_the_results_of_map(pool: aiopar.Pool) -> N
         2 * x for x in range(30)
     ]
     assert await pool.starmap(pow, [(2, 5), (3, 2)]) == [32, 9]
+
+
+@pytest.mark.asyncio
+async def test_imap_reads_an_endless_source_with_back_pressure(pool: aiopar.Pool) -> None:
+    taken = 0
+
+    async def endless() -> AsyncIterator[int]:
+        nonlocal taken
+        n = 0
+        while True:
+            taken += 1
+            yield n
+            n += 1
+
+    seen = []
+    highest_lead = 0
+    async with contextlib.aclosing(pool.imap(workers.square, endless(), max_inflight=6)) as it:
+        async for value in it:
+            seen.append(value)
+            highest_lead = max(highest_lead, taken - len(seen))
+            if len(seen) == 40:
+                break
+    assert seen == [x * x for x in range(40)]
+    assert highest_lead <= 6
 
 
 @pytest.mark.asyncio
@@ -128,6 +156,7 @@ async def test_as_completed_wait_and_put(pool: aiopar.Pool) -> None:
 
 @pytest.mark.asyncio
 async def test_initializer_and_worker_state(dask_client: Any) -> None:
+    dask_client.wait_for_workers(2, timeout=60)
     async with aiopar.Pool(
         cluster=dask_client, initializer=workers.make_state, initargs=("ready",)
     ) as pool:
