@@ -21,7 +21,9 @@ import pytest
 from aiopar import bench
 from aiopar.bench.cluster import DASK_FUTURES, measure_on_cluster, versus
 from aiopar.bench.command import main
-from aiopar.bench.rows import Result
+from aiopar.bench.memory import PeakMemory
+from aiopar.bench.rows import Result, Sample
+from aiopar.bench.runner import Bench, equal
 from aiopar.bench.workloads import CLUSTER_WORKLOADS, EXTRA_WORKLOADS, catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,3 +163,37 @@ def test_versus_pairs_runs_of_the_same_round() -> None:
     assert versus(rows, "aiopar", DASK_FUTURES) == pytest.approx(2.0 / 3.0)
     rows[1].runs_s = []
     assert versus(rows, "aiopar", DASK_FUTURES) is None
+
+
+def test_sequential_runs_apart_and_the_cluster_rows_take_turns() -> None:
+    # The sequential row is timed in rounds of its own: in rounds of three in turning
+    # order, the row after it would always be the same one. The two cluster rows share
+    # their rounds, and the aiopar row's figure pairs them.
+    calls: list[str] = []
+
+    def entry(name: str, seconds: float) -> Any:
+        def run() -> Sample:
+            calls.append(name)
+            return Sample(seconds, [1])
+
+        return (name, run)
+
+    class Session:
+        described = "a test cluster"
+
+    runner = Bench.__new__(Bench)
+    runner.repeat, runner.sizes, runner.memory = 2, bench.QUICK, PeakMemory()
+    runner._progress, runner.workers = (lambda line: None), 1
+    runner._cluster, runner._cluster_failure = Session(), None  # type: ignore[assignment]
+    entries = [entry("sequential", 4.0), entry("aiopar", 3.0), entry(DASK_FUTURES, 2.0)]
+    rows = measure_on_cluster(runner, "dask_dag", lambda session: entries, equal)
+    assert calls == [
+        *("sequential",) * 3,  # untimed, then 2 rounds
+        *("aiopar", DASK_FUTURES),  # untimed
+        *("aiopar", DASK_FUTURES, DASK_FUTURES, "aiopar"),  # 2 rounds, turning
+    ]
+    by_name = {row.contender: row for row in rows}
+    assert by_name["sequential"].in_rounds is False
+    assert by_name["aiopar"].figures["vs_dask_futures"] == pytest.approx(1.5)
+    assert by_name["aiopar"].note.startswith(f"×1.50 of {DASK_FUTURES}' time")
+    assert by_name[DASK_FUTURES].note == "on a test cluster"
