@@ -159,20 +159,19 @@ class ClusterRunner:
     def _failed_dependency(self, job: Job, dependency: Job) -> bool:
         """Settle ``job`` now if ``dependency`` failed or was cancelled; True if so."""
         future = dependency.future
+        if future.done():
+            if future.cancelled():
+                job.future.cancel()
+                return True
+            error = future.exception()
+            if error is not None:
+                _set_exception(job.future, error)
+                return True
         if dependency.remote is None:
             _set_exception(
                 job.future,
                 TypeError(f"the result of {dependency.label} is not in this pool's cluster"),
             )
-            return True
-        if not future.done():
-            return False
-        if future.cancelled():
-            job.future.cancel()
-            return True
-        error = future.exception()
-        if error is not None:
-            _set_exception(job.future, error)
             return True
         return False
 
@@ -326,10 +325,11 @@ class ClusterRunner:
                 # In the client's loop, Client methods return coroutines.
                 await self._client.cancel(remotes)
                 keys = [remote.key for remote in remotes]
+                stopping = self._client.run(_cluster_worker.stop, keys, kill, on_error="ignore")
                 if wait or kill:
-                    await self._client.run(_cluster_worker.stop, keys, kill, on_error="ignore")
-                else:
-                    self._spawn(self._client.run(_cluster_worker.stop, keys, False))
+                    await stopping
+                else:  # TaskRef.cancel(): the workers just must not start them
+                    self._spawn(stopping)
         except Exception:  # the cluster is gone: nothing runs there for us any more
             logger.debug("stopping %d jobs failed", len(jobs), exc_info=True)
         finally:

@@ -35,8 +35,10 @@ states: dict[str, Any] = {}
 init_errors: dict[str, BaseException] = {}
 # Keys of tasks their pool cancelled: one that starts anyway returns at once (a bounded
 # memory of the latest ones; keys are unique).
-_cancelled: collections.deque[str] = collections.deque(maxlen=4096)
+_cancelled: set[str] = set()
+_cancelled_order: collections.deque[str] = collections.deque()
 _cancelled_lock = threading.Lock()
+_CANCELLED_KEPT = 4096
 # Task states in which a task runs, or may still run, in a Dask worker.
 _WILL_RUN = frozenset(
     {"executing", "long-running", "cancelled", "resumed", "ready", "constrained", "waiting"}
@@ -151,7 +153,12 @@ async def stop(keys: list[str], kill: bool, dask_worker: Any = None) -> int:
     a new one, and Dask treats the tasks the worker held as those of a dead worker).
     Return how many of them ran here."""
     with _cancelled_lock:
-        _cancelled.extend(keys)
+        for key in keys:
+            if key not in _cancelled:
+                _cancelled.add(key)
+                _cancelled_order.append(key)
+        while len(_cancelled_order) > _CANCELLED_KEPT:
+            _cancelled.discard(_cancelled_order.popleft())
     wanted = set(keys)
     ran = 0
     while True:
