@@ -12,9 +12,12 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from distributed import WorkerPlugin
-
 from . import _cluster_worker
+
+try:
+    from distributed import WorkerPlugin
+except ImportError:  # without the dask extra: importable, never used (no cluster pool)
+    WorkerPlugin = object  # type: ignore[assignment,misc]
 
 __all__ = ["Initializer"]
 
