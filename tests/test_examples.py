@@ -258,3 +258,22 @@ def test_the_testing_page_recipe_runs_as_written(tmp_path: Path) -> None:
         assert result.returncode == 0, report
         assert "4 passed" in result.stdout, report
         assert "warning" not in report.lower(), report
+
+
+# --- the Dask cluster: examples/cluster.py and docs/scaling-out.md ----------------------------
+
+
+@pytest.mark.timeout(120)
+def test_cluster() -> None:
+    pytest.importorskip("distributed")
+    proc = run_example("cluster.py", "--quick")
+    assert_clean_run(
+        proc,
+        [
+            "started a LocalCluster at tcp://",
+            "local pool, 2 worker processes",
+            "cluster at tcp://",
+            "cluster, again",
+            "all results checked: the same answers on both pools",
+        ],
+    )

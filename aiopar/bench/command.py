@@ -15,11 +15,12 @@ import time
 from collections.abc import Sequence
 
 from .._load import CpuWatch
+from .cluster import installed as distributed_installed
 from .report import CORE_ROWS, format_markdown, format_table, judge, machine, to_json
 from .rows import Result, Workload
 from .runner import Bench
 from .sizes import FULL, QUICK
-from .workloads import EXTRA_WORKLOADS, WORKLOADS, catalog, runner_of
+from .workloads import CLUSTER_WORKLOADS, EXTRA_WORKLOADS, WORKLOADS, catalog, runner_of
 
 __all__ = ["main"]
 
@@ -70,7 +71,35 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop to use"
     )
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help=f"run the cluster workloads ({', '.join(CLUSTER_WORKLOADS)}) on the Dask"
+        " scheduler at ADDRESS (tcp://host:8786); without it, naming them with --only"
+        " starts a LocalCluster for the run. Needs distributed: pip install 'aiopar[dask]'",
+    )
     return parser
+
+
+def _names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The workloads to run, in order; exits with a usage error for a cluster run that
+    cannot happen."""
+    if args.cluster is not None and not args.only:
+        names = list(CLUSTER_WORKLOADS)
+    else:
+        names = [name for name in WORKLOADS if not args.only or name in args.only]
+        names += [name for name in EXTRA_WORKLOADS if args.only and name in args.only]
+    on_cluster = [name for name in names if name in CLUSTER_WORKLOADS]
+    if args.cluster is not None and not on_cluster:
+        parser.error(
+            f"--cluster runs {' and '.join(CLUSTER_WORKLOADS)}: name one of them with --only,"
+            " or leave --only out"
+        )
+    if on_cluster and not distributed_installed():
+        parser.error(
+            f"{' and '.join(on_cluster)} need Dask's distributed: pip install 'aiopar[dask]'"
+        )
+    return names
 
 
 def _load(watch: CpuWatch) -> dict[str, float]:
@@ -91,15 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         parser.error("--loop uvloop needs uvloop: pip install uvloop")
     sizes = QUICK if args.quick else FULL
-    names = [name for name in WORKLOADS if not args.only or name in args.only]
-    names += [name for name in EXTRA_WORKLOADS if args.only and name in args.only]
+    names = _names(parser, args)
     workloads = catalog(sizes)
     start = time.perf_counter()
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    bench = Bench(sizes, args.repeat, loop=args.loop, progress=progress)
+    bench = Bench(sizes, args.repeat, loop=args.loop, progress=progress, cluster=args.cluster)
     about = machine(bench.workers)
     scale = "quick" if args.quick else "full"
     heading = (
@@ -124,10 +152,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             judge(workloads[name], rows, quick=args.quick)
             results.append((workloads[name], rows))
         load = _load(watch)
+        cluster = bench.started_cluster
+        about_cluster = (
+            f"Dask cluster: {cluster.described}, {cluster.threads} worker threads"
+            f" (distributed {cluster.version})."
+            if cluster is not None
+            else ""
+        )
     finally:
         bench.close()
     seconds = time.perf_counter() - start
     footer = [
+        *filter(None, [about_cluster]),
         f"Memory: {bench.memory.method}.",
         f"Other processes used {load['others']:.0%} of the CPUs during the run"
         f" (hypervisor steal {load['steal']:.0%})"
@@ -142,7 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.markdown, "w", encoding="utf-8") as file:
             file.write(format_markdown(results, heading + ".") + "\n" + "\n".join(footer) + "\n")
     if args.json:
-        options = {"quick": args.quick, "repeat": args.repeat, "loop": args.loop}
+        options: dict[str, object] = {"quick": args.quick, "repeat": args.repeat, "loop": args.loop}
+        if any(name in CLUSTER_WORKLOADS for name in names):
+            options["cluster"] = args.cluster or "LocalCluster"
+
         data = to_json(
             results,
             machine=about,

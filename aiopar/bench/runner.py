@@ -36,6 +36,7 @@ import numpy.typing as npt
 import aiopar
 
 from . import peers
+from .cluster import ClusterSession
 from .lag import Ticker, lag_stats
 from .memory import PeakMemory
 from .rows import Result, Sample
@@ -78,8 +79,12 @@ class Bench:
         *,
         loop: str = "asyncio",
         progress: Callable[[str], None] = lambda line: None,
+        cluster: str | None = None,
     ) -> None:
         self.sizes = sizes
+        self.cluster_address = cluster
+        self._cluster: ClusterSession | None = None
+        self._cluster_failure: Exception | None = None
         self.repeat = repeat
         self.memory = PeakMemory()
         self._progress = progress
@@ -115,8 +120,36 @@ class Bench:
         self.runner.run(both())
         return time.perf_counter() - start
 
+    def cluster(self) -> ClusterSession:
+        """The Dask cluster of the cluster workloads: the one at ``cluster`` (the
+        address given), or a LocalCluster of one single-threaded worker process per core,
+        started on the first call and closed by :meth:`close`. Blocks.
+
+        Raises:
+            ImportError: when ``distributed`` is not installed.
+            OSError, TimeoutError: when the scheduler cannot be reached or has no worker.
+        """
+        if self._cluster_failure is not None:  # one attempt per run: the same error again
+            raise self._cluster_failure
+        if self._cluster is None:
+            try:
+                self._cluster = ClusterSession(self.runner, self.cluster_address, self.workers)
+            except Exception as exc:
+                self._cluster_failure = exc
+                raise
+        return self._cluster
+
+    @property
+    def started_cluster(self) -> ClusterSession | None:
+        """The cluster :meth:`cluster` started or reached, if it did; None otherwise."""
+        return self._cluster
+
     def close(self) -> None:
-        """Stop the workers and the event loop. Blocks."""
+        """Stop the workers, the cluster's clients (and the LocalCluster the bench
+        started) and the event loop. Blocks."""
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.close()
         self.pool.close()
         self.executor.shutdown(wait=True)
         self.runner.close()

@@ -15,6 +15,8 @@ from ..runner import Bench
 from ..sizes import Sizes
 from . import (
     cold_start,
+    dask_chunks,
+    dask_dag,
     loop_lag,
     matrix_dag,
     put,
@@ -27,7 +29,7 @@ from . import (
     vec_heavy,
 )
 
-__all__ = ["EXTRA_WORKLOADS", "WORKLOADS", "catalog", "runner_of"]
+__all__ = ["CLUSTER_WORKLOADS", "EXTRA_WORKLOADS", "WORKLOADS", "catalog", "runner_of"]
 
 _MODULES: dict[str, ModuleType] = {
     "vec": vec,
@@ -45,10 +47,18 @@ _MODULES: dict[str, ModuleType] = {
 WORKLOADS = tuple(_MODULES)
 """The workload names, in the order they run (the keys of the JSON output)."""
 
-_EXTRA_MODULES: dict[str, ModuleType] = {"test_suite": test_suite}
+_EXTRA_MODULES: dict[str, ModuleType] = {
+    "test_suite": test_suite,
+    "dask_dag": dask_dag,
+    "dask_chunks": dask_chunks,
+}
 
 EXTRA_WORKLOADS = tuple(_EXTRA_MODULES)
 """Workloads that run only when named with ``--only``, after the others."""
+
+CLUSTER_WORKLOADS = ("dask_dag", "dask_chunks")
+"""The extra workloads that run on a Dask cluster: what ``--cluster ADDRESS`` runs when
+``--only`` does not name workloads."""
 
 
 def catalog(sizes: Sizes) -> dict[str, Workload]:
