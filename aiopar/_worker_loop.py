@@ -110,7 +110,10 @@ async def map_items(
         for index, item in todo:
             results[index] = await _value(func(item))
 
-    tasks = [asyncio.ensure_future(runner()) for _ in range(min(concurrency, len(items)))]
+    loop = asyncio.get_running_loop()
+    name = f"{_name(func)} (aiopar chunk)"  # what PYTHONASYNCIODEBUG=1 reports
+    count = min(concurrency, len(items))
+    tasks = [loop.create_task(runner(), name=name) for _ in range(count)]
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except BaseException:  # this job was cancelled: so are its coroutines
