@@ -402,7 +402,17 @@ def pack(func: Any, result: Any, shm: tuple[str, Any, str, Any] | None) -> objec
     if type(result) in RAW_RESULTS:  # pickles as is, and loads without running any code
         return result
     name = func.name if type(func) is OnLoop else getattr(func, "__qualname__", None)
-    what = f"the result of {name or type(func).__name__}"
+    name = name or type(func).__name__
+    first = result[0] if type(result) is list and result else result
+    if hasattr(first, "__await__") and hasattr(first, "close"):  # coroutines, not results
+        for each in result if type(result) is list else [result]:
+            getattr(each, "close", lambda: None)()
+        raise TypeError(
+            f"{name} returned a coroutine instead of a result: it is a plain def that calls "
+            "an async def (a lambda, a wrapper); pass the async def function itself, or "
+            "make the wrapper an async def, and the worker awaits it on its event loop"
+        )
+    what = f"the result of {name}"
     if shm is not None:
         return Result(result, *shm, what=what)
     return Portable(result, what)

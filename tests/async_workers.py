@@ -128,3 +128,8 @@ def loop_threads(_: Any = None) -> list[str]:
 
 async def async_gen_func(x: int) -> AsyncIterator[int]:
     yield x
+
+
+def returns_a_coroutine(x: int) -> Any:
+    """A plain def that returns a coroutine: refused with advice."""
+    return double(x)

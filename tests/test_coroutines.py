@@ -264,6 +264,8 @@ async def test_async_generators_and_concurrency_for_plain_functions_are_refused(
         await pool.amap(workers.square, range(3), concurrency=4)
     with pytest.raises(ValueError, match="concurrency must be at least 1"):
         await pool.amap(async_workers.double, range(3), concurrency=0)
+    with pytest.raises(TypeError, match="returned a coroutine instead of a result"):
+        await pool.amap(async_workers.returns_a_coroutine, range(3))
     with pytest.raises(ValueError, match="concurrency"):
         aiopar.Pool(1, concurrency=0)
 
