@@ -125,15 +125,16 @@ class LoopThread:
 
     # ── from other threads ─────────────────────────────────────────────────────────
 
-    def submit(
-        self, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
-    ) -> Any:
-        """Run ``coroutine`` on the loop; return a ``concurrent.futures.Future`` of it."""
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coroutine`` on the loop; return a ``concurrent.futures.Future`` of it.
+
+        Its task starts in a copy of the caller's context (``contextvars``), as the
+        loop's ``call_soon_threadsafe`` makes one: how an in-process pool hands its
+        worker state to its coroutine jobs (see :data:`inline_state`).
+        """
         import asyncio
 
-        if context is None:
-            return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        return context.run(asyncio.run_coroutine_threadsafe, coroutine, self.loop)
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     def run(self, coroutine: Coroutine[Any, Any, Any], slot: int, slots: Any) -> Any:
         """Run one job's coroutine and wait for its value (in the worker's main thread).
