@@ -195,6 +195,34 @@ async def test_cancelling_the_caller_cancels_the_coroutines_in_the_workers(
     assert await pool.amap(async_workers.double, [1, 2]) == [2, 4]
 
 
+@pytest.mark.anyio
+@pytest.mark.timeout(30)
+async def test_cancelling_one_task_leaves_the_others_of_its_worker_running(
+    tmp_path: Path, pool: aiopar.Pool
+) -> None:
+    log, flag = tmp_path / "tasks.log", tmp_path / "flag"
+    refs = [pool.submit(async_workers.wait_for_file, str(log), str(flag)) for _ in range(3)]
+
+    async def release_the_others() -> None:
+        await _wait_for_lines(log, "cancelled", 1)
+        flag.touch()
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(release_the_others)
+        with anyio.CancelScope() as scope:
+
+            async def cancel_when_all_started() -> None:
+                await _wait_for_lines(log, "start", 3)
+                scope.cancel()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(cancel_when_all_started)
+                await refs[0]
+    assert refs[0].cancelled()
+    assert await aiopar.gather(*refs[1:]) == ["done", "done"]
+    assert _lines(log).count("cancelled") == 1
+
+
 @pytest.mark.asyncio
 @pytest.mark.timeout(30)
 async def test_cancel_kill_still_kills_the_worker(tmp_path: Path) -> None:
@@ -227,6 +255,15 @@ async def test_exceptions_keep_type_message_and_worker_traceback(pool: aiopar.Po
         await pool.submit(async_workers.fail_on, 1, bad=1)
     assert "in fail_on" in str(info.value.__cause__)
     assert await pool.amap(async_workers.fail_on, range(3)) == [0, 1, 2]
+
+
+@pytest.mark.asyncio
+async def test_a_failing_async_initializer_fails_the_tasks_with_its_error() -> None:
+    async with aiopar.Pool(1, initializer=async_workers.failing_initializer) as pool:
+        with pytest.raises(RuntimeError, match=r"initializer failed.*OSError: no network"):
+            await pool.submit(async_workers.double, 1)
+        with pytest.raises(RuntimeError, match=r"initializer failed.*OSError: no network"):
+            await pool.amap(async_workers.double, range(3))
 
 
 @pytest.mark.asyncio
