@@ -359,6 +359,8 @@ def _run_job(
         return (0.0, SKIPPED)
     except BaseException as exc:
         raise Carried(_as_exception(exc)).with_traceback(exc.__traceback__) from None
+    if type(result) in RAW_RESULTS:  # the common case, without a call of pack()
+        return (elapsed, result)
     return (elapsed, pack(func, result, shm))
 
 
