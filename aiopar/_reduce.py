@@ -30,7 +30,8 @@ import anyio
 
 from ._checks import check_arguments, check_items
 from ._chunks import check_positive
-from ._codepickle import func_name, pickle_function
+from ._codepickle import func_name
+from ._coroutine_jobs import job_function
 from ._envelopes import CALL, REDUCE
 from ._job import Job, KeptFuture, Link
 from ._runner import linking
@@ -102,9 +103,10 @@ class _Node:
 class _Tree:
     """The state of one reduction: the partial results, in order, and our jobs."""
 
-    def __init__(self, pool: PoolBase, blob: bytes, name: str) -> None:
+    def __init__(self, pool: PoolBase, blob: bytes, name: str, concurrency: int = 0) -> None:
         self.pool = pool
         self.blob = blob
+        self.concurrency = concurrency
         self.name = name
         self.jobs: list[Job] = []
         self.watcher = FutureWatcher()
@@ -114,6 +116,7 @@ class _Tree:
             self.blob, kind, payload, f"step {len(self.jobs) + 1} of tree_reduce({self.name})"
         )
         job.first_item = first_item
+        job.concurrency = self.concurrency
         self.jobs.append(job)
         self.watcher.watch(job.future)
         self.pool._send(job)
@@ -203,7 +206,7 @@ async def tree_reduce(
     cancel: CancelMode | None = None,
 ) -> T:
     chunksize = check_positive("chunksize", chunksize)
-    blob = pickle_function(func)
+    blob, concurrency = job_function(func, None, pool.concurrency)
     pool._require_dispatcher()
     values = await _collect(items)
     if initial is not NO_INITIAL:
@@ -217,7 +220,7 @@ async def tree_reduce(
     else:
         await check_items(values, label)
     size = chunksize or max(1, math.ceil(len(values) / (2 * pool.workers)))
-    tree = _Tree(pool, blob, func_name(func))
+    tree = _Tree(pool, blob, func_name(func), concurrency)
     if linking(pool._dispatcher) is not None:
         return await _linked_reduce(pool, tree, values, size, initial is not NO_INITIAL, cancel)  # type: ignore[no-any-return]
     result: Any = None

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import anyio
 
 from ._checks import LOOP_BUDGET, check_arguments, plain_arguments, plain_value
-from ._codepickle import func_name, pickle_function
+from ._codepickle import func_name
+from ._coroutine_jobs import job_function
 from ._envelopes import CALL, dumps
 from ._job import Job, KeptFuture, Link
 from ._options import TaskOptions
@@ -300,7 +301,7 @@ def submit(
     """
     dispatcher = pool._require_dispatcher()
     cancel = pool._check_cancel(options.cancel) if options is not None else None
-    blob = pickle_function(func)
+    blob, concurrency = job_function(func, None, pool.concurrency)
     label = f"task {func_name(func)}#{next(_task_ids)}"
     root = (args, kwargs)
     plain = plain_arguments(args, kwargs)
@@ -308,6 +309,7 @@ def submit(
     if not plain and flat is None:
         check_arguments(args, kwargs, label)
     job = Job(blob, CALL, None, label)
+    job.concurrency = concurrency
     links = linking(dispatcher)
     if links is not None:  # its result stays where it ran until wanted
         job.future = KeptFuture()
