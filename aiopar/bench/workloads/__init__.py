@@ -15,6 +15,7 @@ from ..runner import Bench
 from ..sizes import Sizes
 from . import (
     cold_start,
+    crawl,
     loop_lag,
     matrix_dag,
     put,
@@ -45,7 +46,7 @@ _MODULES: dict[str, ModuleType] = {
 WORKLOADS = tuple(_MODULES)
 """The workload names, in the order they run (the keys of the JSON output)."""
 
-_EXTRA_MODULES: dict[str, ModuleType] = {"test_suite": test_suite}
+_EXTRA_MODULES: dict[str, ModuleType] = {"test_suite": test_suite, "crawl": crawl}
 
 EXTRA_WORKLOADS = tuple(_EXTRA_MODULES)
 """Workloads that run only when named with ``--only``, after the others."""
