@@ -26,6 +26,11 @@ worker reached it is skipped, as a single one is. A batch that cannot be sent (a
 argument that does not pickle) is sent again as single jobs, so that only the culprit
 fails.
 
+Tasks of ``async def`` functions are batched by another rule: their coroutines run at
+once on the worker's event loop, so a batch takes up to the pool's ``concurrency`` of
+them (and its share of the waiting ones), whatever their durations, and never mixes
+them with plain jobs.
+
 Threads: ``_take_batch`` and ``_launch_batch`` run in the dispatcher thread,
 ``_on_batch_done`` in the executor's manager thread. Only pools that own their worker
 processes batch, and not with ``max_tasks_per_child`` (a worker counts work items).
@@ -76,6 +81,8 @@ class Batching(DispatchState):
 
     def _take_batch(self, first: Job) -> list[Job]:
         """``first`` and the pending jobs to send with it (only ``first``: no batch)."""
+        if first.concurrency:
+            return self._take_coroutines(first)
         waiting = len(self._pending) + 1
         if not self._batchable(first) or (self._batch_mode == "auto" and waiting <= self._workers):
             return [first]
@@ -102,6 +109,33 @@ class Batching(DispatchState):
                 _set_exception(job.future, _cancel_error(job))
                 continue
             spent += duration
+            batch.append(job)
+        return batch
+
+    def _take_coroutines(self, first: Job) -> list[Job]:
+        """``first``, a task of an async def function, and the tasks of async def
+        functions waiting behind it: up to ``first.concurrency``, and an even share of
+        the waiting ones per worker. They run at once on the worker's loop, so their
+        durations do not add up (see ``_worker_loop.py``)."""
+        waiting = len(self._pending) + 1
+        if not self._batchable(first) or waiting <= 1:
+            return [first]
+        share = -(-waiting // self._workers)
+        room = min(first.concurrency, share, len(self._free_slots))
+        batch = [first]
+        while len(batch) < room and self._pending:
+            job = self._pending[0]
+            if job.future.done():
+                self._pending.popleft()
+                continue
+            if not job.concurrency or not self._batchable(job):
+                break
+            self._pending.popleft()
+            if job.generation < 0 and not job.future.set_running_or_notify_cancel():
+                continue
+            if job.cancel_requested:
+                _set_exception(job.future, _cancel_error(job))
+                continue
             batch.append(job)
         return batch
 

@@ -1,9 +1,10 @@
 """Refusing functions and arguments that cannot work in a worker, before any work starts.
 
 Functions (:func:`check_function`, used by every call through ``pickle_function``): an
-``async def`` function, an async generator function or a generator function (also
-behind a ``functools.partial``, or as the ``__call__`` of an object) is refused: its
-result, a coroutine or a generator, cannot be sent back from a worker.
+async generator function or a generator function (also behind a ``functools.partial``,
+or as the ``__call__`` of an object) is refused: its result, a generator, cannot be sent
+back from a worker. An ``async def`` function is accepted (:func:`is_coroutine_function`
+tells the calls, which run it on the worker's event loop: see ``_worker_loop.py``).
 
 Arguments are pickled only when a job is sent (in the executor's feeder thread, off the
 event loop), which is too late to refuse a bad call as a whole: its first jobs may
@@ -56,6 +57,7 @@ __all__ = [
     "check_function",
     "check_items",
     "first_unpicklable",
+    "is_coroutine_function",
     "plain_arguments",
     "plain_value",
 ]
@@ -107,16 +109,24 @@ def _function_kind(func: object) -> str | None:
     return None
 
 
-def check_function(func: object, argument: str = "func") -> None:
+def is_coroutine_function(func: object) -> bool:
+    """Whether calling ``func`` makes a coroutine (``async def``, also behind a
+    ``functools.partial`` or as an object's ``__call__``): it runs on a worker's loop."""
+    return _function_kind(func) == "async"
+
+
+def check_function(func: object, argument: str = "func", *, initializer: bool = False) -> None:
     """Raise TypeError, naming ``argument``, unless ``func`` can run in a worker.
 
-    Refused: what is not callable; async functions and async generator functions
-    (not supported yet); generator functions (a generator cannot be sent back).
+    Refused: what is not callable; async generator functions and generator functions
+    (a generator cannot be sent back). ``async def`` functions are accepted; with
+    ``initializer=True`` async generator functions too (the worker's state is what
+    they yield, see ``Pool(initializer=...)``).
     """
     if not callable(func):
         raise TypeError(f"{argument} must be callable, got {type(func).__name__}: {func!r}")
     kind = _function_kind(func)
-    if kind is None:
+    if kind is None or kind == "async" or (initializer and kind == "async generator"):
         return
     name = _name(func)
     if kind == "generator":
@@ -126,9 +136,10 @@ def check_function(func: object, argument: str = "func") -> None:
             "list(...)), or iterate in the parent"
         )
     raise TypeError(
-        f"{argument}={name} is an {kind} function (async def): coroutine functions are "
-        "not supported yet; make it a plain def, or run the async part in the parent "
-        "and pass its result"
+        f"{argument}={name} is an async generator function (async def with yield): its "
+        "result, an async generator, cannot be sent back from a worker process; make it "
+        "an async def that returns a list (return [x async for x in ...]), or iterate "
+        "in the parent"
     )
 
 

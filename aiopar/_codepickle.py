@@ -87,7 +87,7 @@ def _goes_by_name(func: object) -> bool:
     return True
 
 
-def pickle_function(func: object, argument: str = "func") -> bytes:
+def pickle_function(func: object, argument: str = "func", *, initializer: bool = False) -> bytes:
     """Pickle ``func`` with cloudpickle, or raise a TypeError that names the argument
     (also for the kinds of callables that cannot run in a worker: see check_function).
 
@@ -97,7 +97,7 @@ def pickle_function(func: object, argument: str = "func") -> bytes:
         return _by_name[func]
     except (KeyError, TypeError):  # TypeError: not hashable, or no weak reference
         pass
-    check_function(func, argument)
+    check_function(func, argument, initializer=initializer)
     try:
         blob = dumps(func)  # cloudpickle, keeping the code's file name
     except Exception as exc:
@@ -107,6 +107,6 @@ def pickle_function(func: object, argument: str = "func") -> bytes:
             "objects (locks, sockets, open files) out of its closure and load them in the "
             "worker, for example with Pool(initializer=...) and aiopar.worker_state()"
         ) from exc
-    if _goes_by_name(func):
+    if not initializer and _goes_by_name(func):
         _by_name[func] = blob
     return blob

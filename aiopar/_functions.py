@@ -58,14 +58,23 @@ async def amap(
     ordered: bool = True,
     progress: ProgressOption = False,
     cancel: CancelMode | None = None,
+    concurrency: int | None = None,
     pool: Pool | None = None,
 ) -> list[R]:
     """Return ``list(map(func, items))``, computed in worker processes, in chunks.
 
-    See :meth:`aiopar.Pool.amap`; ``pool=None`` uses the default pool.
+    ``func`` may be an ``async def`` function, run on each worker's event loop, up to
+    ``concurrency`` items at once per worker. See :meth:`aiopar.Pool.amap`;
+    ``pool=None`` uses the default pool.
     """
     return await _pool(pool).amap(
-        func, items, chunksize=chunksize, ordered=ordered, progress=progress, cancel=cancel
+        func,
+        items,
+        chunksize=chunksize,
+        ordered=ordered,
+        progress=progress,
+        cancel=cancel,
+        concurrency=concurrency,
     )
 
 
@@ -77,6 +86,7 @@ async def starmap(
     ordered: bool = True,
     progress: ProgressOption = False,
     cancel: CancelMode | None = None,
+    concurrency: int | None = None,
     pool: Pool | None = None,
 ) -> list[R]:
     """Return ``[func(*args) for args in items]``, computed in worker processes, in chunks.
@@ -84,7 +94,13 @@ async def starmap(
     See :meth:`aiopar.Pool.starmap`; ``pool=None`` uses the default pool.
     """
     return await _pool(pool).starmap(
-        func, items, chunksize=chunksize, ordered=ordered, progress=progress, cancel=cancel
+        func,
+        items,
+        chunksize=chunksize,
+        ordered=ordered,
+        progress=progress,
+        cancel=cancel,
+        concurrency=concurrency,
     )
 
 
@@ -96,6 +112,7 @@ def imap(
     ordered: bool = True,
     max_inflight: int | None = None,
     cancel: CancelMode | None = None,
+    concurrency: int | None = None,
     pool: Pool | None = None,
 ) -> AsyncGenerator[R, None]:
     """Yield ``func(item)`` for each item as results come, with bounded memory.
@@ -109,6 +126,7 @@ def imap(
         ordered=ordered,
         max_inflight=max_inflight,
         cancel=cancel,
+        concurrency=concurrency,
     )
 
 

@@ -17,6 +17,11 @@ The path of one job, all in the thread that submits it::
     run: the pool's initializer, once ─► arguments pickled and unpickled ─►
     _worker.run_job ─► the result pickled and unpickled ─► job.future
 
+A job of an ``async def`` function runs on this process's event loop for coroutine
+jobs (a thread of its own, as in a worker: ``_worker_loop.py``), and this thread waits
+for it; an async initializer is awaited there too, and an async generator one is
+resumed when the pool closes.
+
 Arguments and results cross a pickle round trip, as they would on their way to a
 worker and back, so a function that works here works in a worker too (``pickled=False``,
 ``Pool(inline="nopickle")``, hands the objects themselves). During a job,
@@ -37,7 +42,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
-from . import _carried, _envelopes, _worker
+from . import _carried, _envelopes, _worker, _worker_loop
 from ._job import Job
 
 __all__ = ["InlineRunner", "check_inline", "inline_from_environment"]
@@ -152,6 +157,7 @@ class InlineRunner:
             (initializer_blob, initargs_blob) if initializer_blob is not None else None
         )
         self._init_lock = threading.Lock()
+        self._closing: Any = None  # an async generator initializer, resumed at close
         self._state: Any = None
         self._init_error: BaseException | None = None
 
@@ -233,12 +239,15 @@ class InlineRunner:
         previous = getattr(self._local, "running", None)
         previous_state = getattr(_worker.inline_state, "value", _NO_STATE)
         self._local.running = job
+        context_state = None
         failure: BaseException | None = None
         result: Any = None
         try:
             self._initialize()
             if self._own_state:
                 _worker.inline_state.value = self._state
+                # for a coroutine job, which runs in the loop's thread
+                context_state = _worker_loop.inline_state.set(self._state)
             data: object = job.payload
             if self._pickled:
                 # A round trip through pickle, as on the way to a worker and back: the
@@ -258,6 +267,8 @@ class InlineRunner:
             failure = exc
         finally:
             self._local.running = previous
+            if context_state is not None:
+                _worker_loop.inline_state.reset(context_state)
             if previous_state is _NO_STATE:
                 _worker.inline_state.__dict__.pop("value", None)
             else:
@@ -282,7 +293,13 @@ class InlineRunner:
                 try:
                     initializer = pickle.loads(initializer_blob)
                     initargs = pickle.loads(initargs_blob) if initargs_blob is not None else ()
-                    self._state = initializer(*initargs)
+                    if _worker.is_async(initializer):  # on the loop of coroutine jobs
+                        loop = _worker_loop.loop_thread()
+                        self._state, self._closing = loop.initialize(
+                            initializer, initargs, None, keep_closing=False
+                        )
+                    else:
+                        self._state = initializer(*initargs)
                 except BaseException as exc:
                     self._init_error = exc
         if self._init_error is not None:
@@ -321,13 +338,18 @@ class InlineRunner:
             job.cancel_requested = True
 
     def close(self) -> None:
-        """Cancel the queued jobs; refuse new ones."""
+        """Cancel the queued jobs; refuse new ones; end an async generator initializer
+        (blocks while it runs, a few seconds at most)."""
         with self._lock:
             self._closed = True
             queued = list(self._queue)
             self._queue.clear()
         for job in queued:
             job.future.cancel()
+        with self._init_lock:
+            closing, self._closing = self._closing, None
+        if closing is not None:
+            _worker_loop.loop_thread().finish([closing])
 
     def arena_segments(self) -> list[str]:
         return []

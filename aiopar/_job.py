@@ -35,6 +35,9 @@ class Job:
     retries: int | None = None  # runs again after a crash of its worker; None: the pool's
     alone: bool = False  # never sent in a batch (see _batching.py)
     plain: bool = False  # payload of plain values only: sent as is, not as an Outbound
+    # > 0: a job of an async def function, run on the worker's event loop with at most
+    # this many coroutines at once (see _worker_loop.py); 0: a plain function.
+    concurrency: int = 0
     # Managed by the dispatcher thread only:
     slot: int = -1
     generation: int = -1

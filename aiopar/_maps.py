@@ -32,14 +32,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 import anyio
 
 from . import _packing, _shm
-from ._checks import check_items
+from ._checks import check_items, is_coroutine_function
 from ._chunks import ChunkSizer, check_chunk_args, check_positive, nbytes, split, take
 from ._chunks import combine as combine_answers
-from ._codepickle import func_name, pickle_function
+from ._codepickle import func_name
+from ._coroutine_jobs import check_concurrency, coroutine_chunksize, job_function
 from ._envelopes import CALL, MAP
 from ._job import Job
 from ._waiting import FutureWatcher
-from ._worker import Star
+from ._worker import AsyncStar, Star
 
 if TYPE_CHECKING:
     from ._pool_base import CancelMode, PoolBase
@@ -142,16 +143,19 @@ async def _chunk_results(
     progress: ProgressOption = False,
     caller: str = "imap",
     cancel: CancelMode | None = None,
+    concurrency: int | None = None,
 ) -> AsyncGenerator[list[Any], None]:
     """Yield the result list of each chunk; the engine of imap and amap."""
     chunksize = check_positive("chunksize", chunksize)
     max_inflight = check_positive("max_inflight", max_inflight)
-    blob = pickle_function(func)
+    blob, concurrency = job_function(func, check_concurrency(concurrency), pool.concurrency)
     source, length = _iterate(items)
     pool._require_dispatcher()
     name = func_name(func)
     if isinstance(items, Sequence):  # all of it, before anything runs
         await check_items(items, f"{caller}({name})")
+    if concurrency and chunksize is None:  # an async def: chunks that feed `concurrency`
+        chunksize = coroutine_chunksize(concurrency, pool.workers, length)
     sizer = ChunkSizer(pool.workers, chunksize, length)
     limit = max_inflight
     if limit is None and caller == "imap":  # bounded memory by default, see imap()
@@ -183,6 +187,7 @@ async def _chunk_results(
                     await check_items(chunk, f"{caller}({name})", start=taken)
                 count += 1
                 job = Job(blob, MAP, chunk, f"chunk {count} of {caller}({name})")
+                job.concurrency = concurrency
                 job.first_item = taken
                 job.count = len(chunk)
                 taken += len(chunk)
@@ -233,6 +238,7 @@ async def imap(
     ordered: bool,
     max_inflight: int | None,
     cancel: CancelMode | None = None,
+    concurrency: int | None = None,
 ) -> AsyncGenerator[R, None]:
     results = _chunk_results(
         pool,
@@ -242,6 +248,7 @@ async def imap(
         ordered=ordered,
         max_inflight=max_inflight,
         cancel=cancel,
+        concurrency=concurrency,
     )
     async with contextlib.aclosing(results):
         async for chunk in results:
@@ -258,6 +265,7 @@ async def amap(
     ordered: bool,
     progress: ProgressOption,
     cancel: CancelMode | None = None,
+    concurrency: int | None = None,
 ) -> list[R]:
     values: list[R] = []
     results = _chunk_results(
@@ -270,6 +278,7 @@ async def amap(
         progress=progress,
         caller="amap",
         cancel=cancel,
+        concurrency=concurrency,
     )
     async with contextlib.aclosing(results):
         async for chunk in results:
@@ -286,17 +295,19 @@ async def starmap(
     ordered: bool,
     progress: ProgressOption,
     cancel: CancelMode | None = None,
+    concurrency: int | None = None,
 ) -> list[R]:
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
     return await amap(
         pool,
-        Star(func),
+        AsyncStar(func) if is_coroutine_function(func) else Star(func),
         items,
         chunksize=chunksize,
         ordered=ordered,
         progress=progress,
         cancel=cancel,
+        concurrency=concurrency,
     )
 
 
@@ -314,7 +325,7 @@ async def amap_chunks(
     chunks, chunksize = check_chunk_args(chunks, chunksize)
     if not (combine is None or combine == "concat" or callable(combine)):
         raise ValueError(f'combine must be "concat", None or a callable, got {combine!r}')
-    blob = pickle_function(func)
+    blob, concurrency = job_function(func, None, pool.concurrency)
     dispatcher = pool._require_dispatcher()
     pieces = split(data, chunks=chunks, chunksize=chunksize, workers=pool.workers)
     name = func_name(func)
@@ -324,6 +335,8 @@ async def amap_chunks(
         Job(blob, CALL, ((piece,), {}), f"chunk {index + 1}/{len(pieces)} of amap_chunks({name})")
         for index, piece in enumerate(pieces)
     ]
+    for job in jobs:
+        job.concurrency = concurrency
     output = None
     if combine == "concat" and dispatcher.arena is not None and _shm.eligible(data):
         # Answers the size of their piece are written in place, already concatenated.

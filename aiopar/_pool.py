@@ -20,6 +20,7 @@ import cloudpickle
 from . import _gather, _maps, _reduce, _tasks
 from ._chunks import check_count, check_positive
 from ._codepickle import pickle_function
+from ._coroutine_jobs import check_concurrency
 from ._inline import check_inline
 from ._maps import ProgressOption
 from ._options import TaskOptions
@@ -70,7 +71,11 @@ class Pool(PoolBase):
             at most 1024. Counts here and in the methods take any
             integer (``numpy.int64`` too), not bools or floats.
         initializer: called as ``initializer(*initargs)`` once in each worker; what it
-            returns is that worker's state, see :func:`aiopar.worker_state`.
+            returns is that worker's state, see :func:`aiopar.worker_state`. An
+            ``async def`` initializer is awaited on the worker's event loop (the loop
+            its coroutine functions run on); an async generator function runs up to
+            its ``yield``: what it yields is the state, and the rest runs when the
+            worker ends (when the pool closes), to close what it opened.
         initargs: arguments for ``initializer``.
         start_method: ``"forkserver"`` (default where available) or ``"spawn"``. Plain
             ``"fork"`` is refused: forking a process that runs an event loop and
@@ -91,6 +96,10 @@ class Pool(PoolBase):
             a pickle round trip, as to a worker and back; ``"nopickle"`` skips it.
             The other options keep their meaning where they can: the initializer
             runs once, in this process; nothing is killed or restarted.
+        concurrency: for ``async def`` functions, how many of a call's coroutines one
+            worker runs at once (default 100); a call's own ``concurrency=`` overrides
+            it. Tasks (``submit``, ``.remote()``) submitted together are sent to a
+            worker in batches of up to this many, which run at once.
 
     Raises:
         TypeError, ValueError: for a bad option, naming it.
@@ -108,8 +117,10 @@ class Pool(PoolBase):
         executor: cf.Executor | None = None,
         retries: int = 0,
         inline: InlineMode = False,
+        concurrency: int | None = None,
     ) -> None:
         inline = check_inline(inline, executor)
+        self.concurrency: int | None = check_concurrency(concurrency)
         workers = check_positive("workers", workers)
         if workers is not None and workers > MAX_WORKERS:
             raise ValueError(
@@ -156,7 +167,9 @@ class Pool(PoolBase):
         if not isinstance(initargs, tuple):
             raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
         self._initializer_blob = (
-            pickle_function(initializer, "initializer") if initializer is not None else None
+            pickle_function(initializer, "initializer", initializer=True)
+            if initializer is not None
+            else None
         )
         self._initargs_blob = bytes(cloudpickle.dumps(initargs)) if initializer else None
         self.workers: int = workers or default_workers()
@@ -180,11 +193,14 @@ class Pool(PoolBase):
         ordered: bool = True,
         progress: ProgressOption = False,
         cancel: CancelMode | None = None,
+        concurrency: int | None = None,
     ) -> list[R]:
         """Return ``list(map(func, items))``, computed in the workers, in chunks.
 
         Args:
-            func: a picklable function of one item (lambdas and closures work too).
+            func: a picklable function of one item (lambdas and closures work too),
+                or an ``async def`` function: its coroutines run on an event loop
+                each worker keeps, up to ``concurrency`` at once per worker.
             items: any iterable or async iterable.
             chunksize: items per chunk; None sizes chunks by the measured cost of an item.
             ordered: False returns results in the order they complete.
@@ -194,9 +210,16 @@ class Pool(PoolBase):
             cancel: what cancelling this call does to its jobs already running in a
                 worker: ``"wait"`` or ``"kill"``; None (default) follows the pool's
                 ``cancel`` option.
+            concurrency: for an ``async def`` ``func`` only: how many items one
+                worker runs at once (default: the pool's ``concurrency``, 100). A
+                worker runs one chunk at a time, so with ``chunksize=None`` chunks hold
+                at least this many items (up to four times as many).
 
         Cancellation: chunks not yet started are dropped; running ones are awaited or
-        killed, as ``cancel`` (or else the pool's ``cancel`` option) says.
+        killed, as ``cancel`` (or else the pool's ``cancel`` option) says. The
+        coroutines of an ``async def`` ``func`` are cancelled in their worker (they
+        see ``CancelledError``, their ``finally`` blocks run) with ``"wait"`` too:
+        the worker lives on.
         """
         return await _maps.amap(
             self,
@@ -206,6 +229,7 @@ class Pool(PoolBase):
             ordered=ordered,
             progress=progress,
             cancel=self._check_cancel(cancel),
+            concurrency=concurrency,
         )
 
     def imap(
@@ -217,6 +241,7 @@ class Pool(PoolBase):
         ordered: bool = True,
         max_inflight: int | None = None,
         cancel: CancelMode | None = None,
+        concurrency: int | None = None,
     ) -> AsyncGenerator[R, None]:
         """Yield ``func(item)`` for each item as results come, with bounded memory.
 
@@ -225,7 +250,8 @@ class Pool(PoolBase):
         is processed with bounded memory. Close the iterator (``aclose()``, or leave an
         ``async with contextlib.aclosing(...)`` block) to stop early.
 
-        ``cancel`` is as in :meth:`amap`.
+        ``cancel`` and ``concurrency`` (for an ``async def`` ``func``) are as in
+        :meth:`amap`; ``max_inflight`` also bounds the chunk size.
 
         Cancellation: as :meth:`amap`; closing the iterator early counts as cancelling.
         """
@@ -237,6 +263,7 @@ class Pool(PoolBase):
             ordered=ordered,
             max_inflight=max_inflight,
             cancel=self._check_cancel(cancel),
+            concurrency=concurrency,
         )
 
     async def amap_chunks(
@@ -285,7 +312,9 @@ class Pool(PoolBase):
     def submit(self, func: Callable[..., R], /, *args: Any, **kwargs: Any) -> TaskRef[R]:
         """Schedule ``func(*args, **kwargs)`` in a worker and return a :class:`TaskRef`.
 
-        Returns at once; needs no running event loop. Any TaskRef among the arguments
+        Returns at once; needs no running event loop. ``func`` may be an ``async def``
+        function: its coroutine runs on the worker's event loop, beside up to the
+        pool's ``concurrency`` others submitted together. Any TaskRef among the arguments
         (also inside lists, tuples, dicts and sets) is a dependency: the task starts when
         all of them have finished and gets their results in their place. A failed
         dependency fails the task, without running it, with the same exception.
@@ -360,13 +389,14 @@ class Pool(PoolBase):
         ordered: bool = True,
         progress: ProgressOption = False,
         cancel: CancelMode | None = None,
+        concurrency: int | None = None,
     ) -> list[R]:
         """Return ``[func(*args) for args in items]``, computed in the workers, in chunks.
 
         As :meth:`amap`, but each item is a tuple of arguments, unpacked in the call
         (``multiprocessing.Pool.starmap``, ``itertools.starmap``): for example
         ``await pool.starmap(pow, [(2, 5), (3, 2)])`` returns ``[32, 9]``. The options
-        are those of :meth:`amap`.
+        are those of :meth:`amap` (``concurrency`` too, for an ``async def`` ``func``).
 
         Raises:
             TypeError: when an item is not a tuple (or other iterable) of arguments.
@@ -381,6 +411,7 @@ class Pool(PoolBase):
             ordered=ordered,
             progress=progress,
             cancel=self._check_cancel(cancel),
+            concurrency=concurrency,
         )
 
     def put(self, value: T) -> TaskRef[T]:

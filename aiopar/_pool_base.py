@@ -73,6 +73,7 @@ class PoolBase:
     inline: InlineMode
     _dispatcher: Runner | None
     _closed: bool
+    concurrency: int | None  # for async def functions; None: 100 (see _coroutine_jobs)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._dispatcher else "not started")

@@ -24,7 +24,8 @@ import anyio
 
 from ._checks import check_arguments, check_items
 from ._chunks import check_positive
-from ._codepickle import func_name, pickle_function
+from ._codepickle import func_name
+from ._coroutine_jobs import job_function
 from ._envelopes import CALL, REDUCE
 from ._job import Job
 from ._tasks import TaskRef
@@ -95,9 +96,10 @@ class _Node:
 class _Tree:
     """The state of one reduction: the partial results, in order, and our jobs."""
 
-    def __init__(self, pool: PoolBase, blob: bytes, name: str) -> None:
+    def __init__(self, pool: PoolBase, blob: bytes, name: str, concurrency: int = 0) -> None:
         self.pool = pool
         self.blob = blob
+        self.concurrency = concurrency
         self.name = name
         self.jobs: list[Job] = []
         self.watcher = FutureWatcher()
@@ -107,6 +109,7 @@ class _Tree:
             self.blob, kind, payload, f"step {len(self.jobs) + 1} of tree_reduce({self.name})"
         )
         job.first_item = first_item
+        job.concurrency = self.concurrency
         self.jobs.append(job)
         self.watcher.watch(job.future)
         self.pool._send(job)
@@ -165,7 +168,7 @@ async def tree_reduce(
     cancel: CancelMode | None = None,
 ) -> T:
     chunksize = check_positive("chunksize", chunksize)
-    blob = pickle_function(func)
+    blob, concurrency = job_function(func, None, pool.concurrency)
     pool._require_dispatcher()
     values = await _collect(items)
     if initial is not NO_INITIAL:
@@ -179,7 +182,7 @@ async def tree_reduce(
     else:
         await check_items(values, label)
     size = chunksize or max(1, math.ceil(len(values) / (2 * pool.workers)))
-    tree = _Tree(pool, blob, func_name(func))
+    tree = _Tree(pool, blob, func_name(func), concurrency)
     result: Any = None
     error: Exception | None = None
     try:

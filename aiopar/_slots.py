@@ -3,7 +3,9 @@
 Each launched job takes a slot of a shared array (``multiprocessing.RawArray``) that its
 worker writes its pid into when it starts the job (see ``_worker.run_job``).
 A slot still free means not started: :meth:`Slots.try_cancel` marks it cancelled and the
-worker skips the job. A pid means running: ``cancel="kill"`` sends that pid SIGKILL.
+worker skips the job. A pid means running: ``cancel="kill"`` sends that pid SIGKILL; for
+a job of an async def function, ``cancel="wait"`` marks the slot
+``SLOT_CANCEL_RUNNING`` and sends SIGUSR1, and the worker cancels its coroutines.
 A crash is pinned on the job whose slot holds the dead worker's pid (``_feeding.py``).
 
 Threads: ``try_cancel`` runs in any thread (the event loop's, when a caller stops
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 
-from . import _worker
+from . import _worker, _worker_loop
 from ._dispatch_state import DispatchState
 from ._job import Job, _cancel_error, _set_exception
 
@@ -70,6 +72,23 @@ class Slots(DispatchState):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        elif job.concurrency and self._slots is not None:
+            self._cancel_coroutines(job)
+
+    def _cancel_coroutines(self, job: Job) -> None:
+        """Cancel the coroutines of a running job of an async def function, in its
+        worker, which lives on: mark its slot, and signal the worker to look (see
+        ``_worker_loop.py``)."""
+        with self._slot_lock:
+            finished = job.future.done() or job.slot < 0
+            pid = 0 if finished else int(self._slots[job.slot])
+            if pid > 0:
+                self._slots[job.slot] = _worker_loop.SLOT_CANCEL_RUNNING
+        if pid > 0:
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
 
     def _release_slot(self, job: Job) -> None:
         with self._slot_lock:

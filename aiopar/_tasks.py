@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import anyio
 
 from ._checks import LOOP_BUDGET, check_arguments, plain_arguments, plain_value
-from ._codepickle import func_name, pickle_function
+from ._codepickle import func_name
+from ._coroutine_jobs import job_function
 from ._envelopes import CALL, dumps
 from ._job import Job
 from ._options import TaskOptions
@@ -283,7 +284,7 @@ def submit(
     """
     dispatcher = pool._require_dispatcher()
     cancel = pool._check_cancel(options.cancel) if options is not None else None
-    blob = pickle_function(func)
+    blob, concurrency = job_function(func, None, pool.concurrency)
     label = f"task {func_name(func)}#{next(_task_ids)}"
     root = (args, kwargs)
     plain = plain_arguments(args, kwargs)
@@ -291,6 +292,7 @@ def submit(
     if not plain and flat is None:
         check_arguments(args, kwargs, label)
     job = Job(blob, CALL, None, label)
+    job.concurrency = concurrency
     if options is not None:
         job.retries = options.retries
     ref: TaskRef[R] = TaskRef(job, pool, cancel)

@@ -30,11 +30,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
+from . import _worker_loop
 from ._carried import Carried, _as_exception, _portable_exception
 from ._envelopes import CALL, MAP, REDUCE, Portable, Result, unwrap
+from ._worker_loop import OnLoop
 
 __all__ = ["worker_state"]
 
@@ -61,13 +63,16 @@ _state: Any = _NOT_IN_WORKER
 _init_error: BaseException | None = None
 _worker_pid: int | None = None  # set in the worker process itself, by init_worker
 _slots: Any = None
-_func_cache: dict[bytes, Callable[..., Any]] = {}
+_func_cache: dict[bytes, Any] = {}
 # The result segment of the latest job: removed if the main process dies before it
 # could adopt it (it registers the names it adopts with the resource tracker).
 _last_result_segment: str | None = None
 # .value: the state of the in-process pool whose job this thread runs (see _inline.py)
 inline_state = threading.local()
 _FUNC_CACHE_SIZE = 64
+# co_flags of the code of an async def (CO_COROUTINE) or async generator function
+# (CO_ASYNC_GENERATOR); read without importing inspect.
+_ASYNC_CODE = 0x0080 | 0x0200
 
 
 def worker_state() -> Any:
@@ -82,6 +87,9 @@ def worker_state() -> Any:
         RuntimeError: when called outside an aiopar worker process.
     """
     state = getattr(inline_state, "value", _NOT_IN_WORKER)
+    if state is not _NOT_IN_WORKER:
+        return state
+    state = _worker_loop.inline_state.get(_NOT_IN_WORKER)  # a coroutine job of one
     if state is not _NOT_IN_WORKER:
         return state
     if _state is _NOT_IN_WORKER:
@@ -115,6 +123,9 @@ def init_worker(
     # Ctrl-C goes to the whole process group; the parent decides what happens, so the
     # workers must not each print a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # How the parent cancels a running coroutine job (see _worker_loop.py); harmless
+    # while no coroutine runs.
+    signal.signal(signal.SIGUSR1, _worker_loop.on_cancel_signal)
     # A group of our own: what a task leaves running (a forked child, a subprocess) is
     # in it, and the pool ends it with the worker (see _closing.py, _end_groups).
     with contextlib.suppress(OSError):
@@ -133,10 +144,23 @@ def init_worker(
             initializer = pickle.loads(initializer_blob)
             name = f"initializer={getattr(initializer, '__qualname__', repr(initializer))}"
             initargs = pickle.loads(initargs_blob) if initargs_blob is not None else ()
-            with _deadline(start_timeout, name):
-                _state = initializer(*initargs)
+            if is_async(initializer):  # awaited on the worker's loop, see _worker_loop.py
+                loop = _worker_loop.loop_thread()
+                _state, _ = loop.initialize(initializer, initargs, start_timeout)
+            else:
+                with _deadline(start_timeout, name):
+                    _state = initializer(*initargs)
         except BaseException as exc:  # reported to every job, see run_job
             _init_error = exc if not isinstance(exc, _StartTimeout) else TimeoutError(str(exc))
+
+
+def is_async(func: object) -> bool:
+    """Whether ``func`` is an ``async def`` or async generator function (also behind a
+    ``functools.partial``): an initializer to run on the worker's loop."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    flags = getattr(getattr(func, "__code__", None), "co_flags", 0)
+    return isinstance(flags, int) and bool(flags & _ASYNC_CODE)
 
 
 class _StartTimeout(BaseException):
@@ -271,7 +295,8 @@ def _exit_orphaned() -> None:
     os._exit(1)
 
 
-def _load_func(blob: bytes) -> Callable[..., Any]:
+def _load_func(blob: bytes) -> Any:
+    """The function a job's pickle holds (an :class:`OnLoop` for an async def), cached."""
     func = _func_cache.get(blob)
     if func is None:
         func = pickle.loads(blob)
@@ -301,6 +326,13 @@ class Star:
                 "amap() to pass each item as one argument)"
             ) from None
         return self.func(*unpacked)
+
+
+class AsyncStar(Star):
+    """:class:`Star` for an ``async def`` function: awaits ``func(*args)``."""
+
+    async def __call__(self, args: Any) -> Any:
+        return await super().__call__(args)
 
 
 def run_job(
@@ -344,12 +376,49 @@ def _run_job(
     payload: object,
     shm: tuple[str, Any, str, Any] | None,
 ) -> tuple[float, object]:
+    data = prepare(slot, payload, shm)
+    if data is _SKIP:
+        return (0.0, SKIPPED)
+    try:
+        func = _load_func(func_blob)
+        start = time.perf_counter()
+        if type(func) is OnLoop:
+            result = _worker_loop.loop_thread().run(coroutine(func, kind, data), slot, _slots)
+        elif kind == CALL:
+            args, kwargs = data
+            result = func(*args, **kwargs)
+        elif kind == MAP:
+            result = [func(item) for item in data]
+        elif kind == REDUCE:
+            result = functools.reduce(func, data)
+        else:
+            raise ValueError(f"unknown job kind {kind!r}")
+        elapsed = time.perf_counter() - start
+    except _worker_loop.CancelledByCaller:
+        return (0.0, SKIPPED)
+    except BaseException as exc:
+        raise Carried(_as_exception(exc)).with_traceback(exc.__traceback__) from None
+    return (elapsed, pack(func, result, shm))
+
+
+_SKIP: Any = object()
+
+
+def prepare(slot: int, payload: object, shm: tuple[str, Any, str, Any] | None) -> Any:
+    """Start a job: note its result segment, claim its slot, load its arguments.
+
+    Returns the loaded payload, or ``_SKIP`` for a job the parent cancelled before it
+    started.
+
+    Raises:
+        RuntimeError: the initializer failed in this worker, or the arguments do not load.
+    """
     global _last_result_segment
     if shm is not None:
         _last_result_segment = shm[0]
     if _slots is not None and slot >= 0:
         if _slots[slot] == SLOT_CANCELLED:
-            return (0.0, SKIPPED)
+            return _SKIP
         _slots[slot] = os.getpid()
     if _init_error is not None:
         raise initializer_failed(_init_error)
@@ -364,24 +433,28 @@ def _run_job(
             f"({type(error).__name__}: {error}); is every class they use importable in "
             "the workers (defined in a module, not only in the parent)?"
         )
-    try:
-        func = _load_func(func_blob)
-        start = time.perf_counter()
-        if kind == CALL:
-            args, kwargs = data
-            result = func(*args, **kwargs)
-        elif kind == MAP:
-            result = [func(item) for item in data]
-        elif kind == REDUCE:
-            result = functools.reduce(func, data)
-        else:
-            raise ValueError(f"unknown job kind {kind!r}")
-        elapsed = time.perf_counter() - start
-    except BaseException as exc:
-        raise Carried(_as_exception(exc)).with_traceback(exc.__traceback__) from None
+    return data
+
+
+def coroutine(func: OnLoop, kind: str, data: Any) -> Coroutine[Any, Any, Any]:
+    """The coroutine of a job of an ``async def`` function (see ``_worker_loop.py``)."""
+    inner = _load_func(func.blob)
+    if kind == CALL:
+        args, kwargs = data
+        return _worker_loop.call(inner, args, kwargs)
+    if kind == MAP:
+        return _worker_loop.map_items(inner, data, func.concurrency)
+    if kind == REDUCE:
+        return _worker_loop.reduce_items(inner, data)
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def pack(func: Any, result: Any, shm: tuple[str, Any, str, Any] | None) -> object:
+    """A job's result as it is sent back: as is, or wrapped (see ``_envelopes.py``)."""
     if type(result) in RAW_RESULTS:  # pickles as is, and loads without running any code
-        return (elapsed, result)
-    what = f"the result of {getattr(func, '__qualname__', type(func).__name__)}"
+        return result
+    name = func.name if type(func) is OnLoop else getattr(func, "__qualname__", None)
+    what = f"the result of {name or type(func).__name__}"
     if shm is not None:
-        return (elapsed, Result(result, *shm, what=what))
-    return (elapsed, Portable(result, what))
+        return Result(result, *shm, what=what)
+    return Portable(result, what)

@@ -24,8 +24,10 @@ from aiopar._checks import (
     INLINE_ITEMS,
     LOOP_BUDGET,
     check_arguments,
+    check_function,
     check_items,
     first_unpicklable,
+    is_coroutine_function,
 )
 from aiopar._chunks import split
 from tests.workers import add, double, first_two_are_one, identity, lengths, square
@@ -115,12 +117,24 @@ class AsyncCallable:
 
 
 REFUSED_FUNCTIONS = [
-    pytest.param(coroutine_function, "not supported yet", id="async-def"),
-    pytest.param(functools.partial(coroutine_function), "not supported yet", id="partial"),
-    pytest.param(AsyncCallable(), "not supported yet", id="async-call"),
-    pytest.param(async_generator_function, "not supported yet", id="async-generator"),
+    pytest.param(async_generator_function, "async generator function", id="async-generator"),
+    pytest.param(
+        functools.partial(async_generator_function), "async generator", id="async-gen-partial"
+    ),
     pytest.param(generator_function, "return a list", id="generator"),
 ]
+
+
+@pytest.mark.parametrize(
+    "func",
+    [coroutine_function, functools.partial(coroutine_function), AsyncCallable()],
+    ids=["async-def", "partial", "async-call"],
+)
+def test_coroutine_functions_are_accepted_and_recognized(func: Any) -> None:
+    check_function(func)
+    assert is_coroutine_function(func)
+    assert not is_coroutine_function(generator_function)
+    assert not is_coroutine_function(functools.partial(len))
 
 
 @pytest.mark.parametrize(("func", "message"), REFUSED_FUNCTIONS)
@@ -141,8 +155,9 @@ async def test_async_and_generator_functions_are_refused_before_any_work(
             with pytest.raises(TypeError, match=message):
                 await call()
         assert pool.worker_pids() == []  # refused before any worker started
-    with pytest.raises(TypeError, match=rf"initializer=.*{message}"):
-        aiopar.Pool(workers=1, initializer=func)
+    if "async" not in message:  # an async generator initializer yields the state
+        with pytest.raises(TypeError, match=rf"initializer=.*{message}"):
+            aiopar.Pool(workers=1, initializer=func)
 
 
 # ── arguments: open files, and the path to what cannot be pickled ──────────────────────
