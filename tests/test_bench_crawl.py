@@ -5,6 +5,10 @@ asserted: the rows must be there, with their runs and ratios."""
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -79,3 +83,36 @@ def test_without_aiohttp_every_row_says_so(monkeypatch: pytest.MonkeyPatch) -> N
     for row in rows:
         assert row.status == "not installed"
         assert "pip install aiohttp" in row.note
+
+
+@pytest.mark.timeout(300)
+def test_quick_crawl_run_has_every_row_with_runs_and_speedups(tmp_path: Path) -> None:
+    pytest.importorskip("aiohttp")
+    output = tmp_path / "bench.json"
+    options = ["--only", "crawl", "--quick", "--repeat", "1", "--json", str(output)]
+    done = subprocess.run(
+        [sys.executable, "-m", "aiopar", "bench", *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "crawl 64 pages: 20 ms wait + ~10 ms parse each" in done.stdout
+    data = json.loads(output.read_text())
+    assert list(data["workloads"]) == ["crawl"]
+    rows = {row["contender"]: row for row in data["workloads"]["crawl"]["rows"]}
+    assert list(rows) == list(crawl.ROWS)
+    ran = [crawl.REFERENCE, "aiopar imap", "aiopar"]
+    if rows["aiomultiprocess"]["status"] != "not installed":
+        ran.append("aiomultiprocess")
+        assert math.isfinite(rows["aiopar"]["figures"]["vs_aiomultiprocess"])
+    for name in ran:
+        row = rows[name]
+        assert row["status"] == "ok", row
+        assert len(row["runs_s"]) == 1 and row["runs_s"][0] > 0, row
+        assert math.isfinite(row["speedup"]) and row["speedup"] > 0, row
+        assert "server" in row["note"], row
+    assert rows[crawl.REFERENCE]["speedup"] == 1.0
+    assert data["workloads"]["crawl"]["met"] is None  # quick sizes: the bar is not judged
