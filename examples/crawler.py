@@ -17,10 +17,10 @@ Fetching is waiting and parsing is CPU work; here both happen in the workers:
 * The parent only keeps the set of pages seen and hands each new level of links to
   the workers; its loop also serves the site.
 
-``--debug`` turns on asyncio's debug mode in each worker's loop (from the initializer),
-with ``slow_callback_duration`` at 100 ms: a coroutine that holds its worker's loop longer
-than that (a parse that should be cut in pieces, a blocking call) is reported on stderr.
-Parsing one page here takes a few milliseconds, so nothing should be reported.
+``--debug`` starts a watchdog in each worker (``watch_loop``, from the initializer): a
+coroutine that holds its worker's loop for more than 100 ms (a parse that should be cut
+in pieces, a blocking call) is reported on stderr with the line it is running. Parsing
+one page here takes a few milliseconds, so nothing should be reported.
 
 Run::
 
@@ -34,7 +34,10 @@ import argparse
 import asyncio
 import collections
 import os
+import sys
+import threading
 import time
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -93,6 +96,37 @@ async def site(pages: int, delay: float) -> AsyncIterator[str]:
 # --- what runs in the workers: module level, so that workers import it ------------------
 
 
+def watch_loop(threshold: float) -> None:
+    """Report, on stderr, where this worker's event loop is held for over ``threshold`` s.
+
+    Call it on the loop (here, from the initializer). A callback on the loop notes the
+    time every ``threshold / 4`` seconds; a thread of its own checks that it does, and
+    when it did not for ``threshold`` seconds, prints the stack of the loop's thread.
+    """
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.get_ident()
+    beat = time.monotonic()
+
+    def tick() -> None:  # runs on the loop: it is free
+        nonlocal beat
+        beat = time.monotonic()
+        loop.call_later(threshold / 4, tick)
+
+    def watchdog() -> None:
+        reported = 0.0
+        while True:
+            time.sleep(threshold / 4)
+            held = time.monotonic() - beat
+            if held > threshold and reported != beat:  # once per stall
+                reported = beat
+                stack = "".join(traceback.format_stack(sys._current_frames()[loop_thread]))
+                where = f"worker {os.getpid()}: loop held {held:.2f} s, at:"
+                print(f"{where}\n{stack}", file=sys.stderr)
+
+    tick()
+    threading.Thread(target=watchdog, name="loop-watchdog", daemon=True).start()
+
+
 async def client_session(debug: bool) -> AsyncIterator[aiohttp.ClientSession]:
     """The pool's initializer: runs on each worker's event loop when the worker starts.
 
@@ -100,9 +134,7 @@ async def client_session(debug: bool) -> AsyncIterator[aiohttp.ClientSession]:
     the worker ends (here, as the pool closes): it closes the session and says so.
     """
     if debug:
-        loop = asyncio.get_running_loop()
-        loop.set_debug(True)  # logs "Executing <Task ...> took 0.123 seconds" to stderr
-        loop.slow_callback_duration = 0.1
+        watch_loop(threshold=0.1)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield session
     print(f"worker {os.getpid()}: session closed", flush=True)
