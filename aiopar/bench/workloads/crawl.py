@@ -24,6 +24,7 @@ run in the workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import statistics
@@ -293,7 +294,7 @@ def run(bench: Bench) -> list[Result]:
 
     parent = _Loop()
     pools: list[aiopar.Pool] = []  # the pool of the "aiopar" row, made on its first run
-    peer = _Aiomultiprocess(bench.workers) if importlib.util.find_spec("aiomultiprocess") else None
+    peer: _Aiomultiprocess | None = None  # made on its first run, if installed
 
     async def in_workers(session: aiohttp.ClientSession) -> list[Parsed]:
         if not pools:
@@ -307,18 +308,31 @@ def run(bench: Bench) -> list[Result]:
         watched("aiopar imap", parent.timed(fetch_in_parent)),
         watched("aiopar", parent.timed(in_workers)),
     ]
-    if peer is not None:
-        entries.append(watched("aiomultiprocess", lambda: _timed_blocking(peer.map, urls)))
-    try:
-        rows = bench.measure("crawl", entries, equal)
-    finally:
-        for pool in pools:
-            pool.close()
-        parent.close()
+
+    def aiomultiprocess_map() -> Sample:
+        nonlocal peer
+        if peer is None:
+            peer = _Aiomultiprocess(bench.workers)
+        return _timed_blocking(peer.map, urls)
+
+    def close_peer() -> None:
         if peer is not None:
             peer.close()
-        site.close()
-    if peer is None:
+
+    def close_pools() -> None:
+        for pool in pools:
+            pool.close()
+
+    installed = importlib.util.find_spec("aiomultiprocess") is not None
+    if installed:
+        entries.append(watched("aiomultiprocess", aiomultiprocess_map))
+    with contextlib.ExitStack() as stack:  # closed in reverse: pools, peer, loop, site
+        stack.callback(site.close)
+        stack.callback(parent.close)
+        stack.callback(close_peer)
+        stack.callback(close_pools)
+        rows = bench.measure("crawl", entries, equal)
+    if not installed:
         rows.append(Result("crawl", "aiomultiprocess", status="not installed"))
     _describe(rows, server_cpu, total)
     return rows
