@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import aiopar
 
+from ..._load import CpuWatch
 from ..rows import Result, Sample, Workload
 from ..runner import Bench, Entry, equal, failure
 from ..sizes import Sizes
-from .crawl_site import Parsed, Site, SiteFailed, parse_page
+from .crawl_site import Parsed, Site, SiteFailed, parse_page, tree_cpu_seconds
 
 if TYPE_CHECKING:
     import aiohttp
@@ -264,16 +265,13 @@ def run(bench: Bench) -> list[Result]:
         return [Result("crawl", name, status="failed", note=failure(exc)) for name in ROWS]
     urls = [f"{site.url}/page/{number}" for number in range(sizes.crawl_requests)]
     total = bench.workers * CONCURRENCY
-    server_cpu: dict[str, list[float]] = {name: [0.0, 0.0] for name in ROWS}
+    cpu: dict[str, _Cpu] = {name: _Cpu() for name in ROWS}
 
     def watched(name: str, run_once: Callable[[], Sample]) -> Entry:
         def each() -> Sample:
-            before = site.cpu_seconds()
+            watch, server, tree = CpuWatch(), site.cpu_seconds(), tree_cpu_seconds()
             sample = run_once()
-            after = site.cpu_seconds()
-            if before is not None and after is not None:
-                server_cpu[name][0] += after - before
-                server_cpu[name][1] += sample.seconds
+            cpu[name].add(sample.seconds, watch, server, site.cpu_seconds(), tree)
             return sample
 
         return name, each
@@ -334,7 +332,7 @@ def run(bench: Bench) -> list[Result]:
         rows = bench.measure("crawl", entries, equal)
     if not installed:
         rows.append(Result("crawl", "aiomultiprocess", status="not installed"))
-    _describe(rows, server_cpu, total)
+    _describe(rows, cpu, total)
     return rows
 
 
@@ -344,9 +342,56 @@ def _timed_blocking(work: Callable[[Sequence[str]], Any], urls: Sequence[str]) -
     return Sample(time.perf_counter() - start, value)
 
 
-def _describe(rows: list[Result], server_cpu: dict[str, list[float]], total: int) -> None:
+class _Cpu:
+    """Where the CPU time of one row's runs went: the server, the row's own processes
+    (the bench process and every worker, the server left out), and other programs."""
+
+    def __init__(self) -> None:
+        self.seconds = self.server = self.ours = self.others = 0.0
+        self.known = True
+        self.runs = 0
+
+    def add(
+        self,
+        seconds: float,
+        watch: CpuWatch,
+        server_before: float | None,
+        server_after: float | None,
+        tree_before: float | None,
+    ) -> None:
+        """Count one run of ``seconds``, from readings taken before and after it; the
+        first run of a row (untimed: it starts workers, imports, opens sessions) is
+        left out."""
+        tree_after, others = tree_cpu_seconds(), watch.others()
+        self.runs += 1
+        if self.runs == 1:
+            return
+        if None in (server_before, server_after, tree_before, tree_after, others):
+            self.known = False
+            return
+        assert server_before is not None and server_after is not None
+        assert tree_before is not None and tree_after is not None and others is not None
+        self.seconds += seconds
+        self.server += server_after - server_before
+        self.ours += tree_after - tree_before - (server_after - server_before)
+        self.others += others * seconds
+
+    def figures(self, runs: int) -> dict[str, float]:
+        """Per timed run: CPU seconds of the row's processes; shares of the wall time:
+        the server's (of one CPU) and other programs' (of all CPUs)."""
+        if not self.known or self.seconds <= 0 or runs <= 0:
+            return {}
+        return {
+            "cpu_s_per_run": self.ours / runs,
+            "server_cpu_share": self.server / self.seconds,
+            "others_share": self.others / self.seconds,
+        }
+
+
+def _describe(rows: list[Result], cpu: dict[str, _Cpu], total: int) -> None:
     """Speedups against the single process, the aiopar row's lead over aiomultiprocess,
-    and notes: how each row works, and the server's share of a CPU while it ran."""
+    and notes: how each row works, the CPU time it used, the server's share of a CPU
+    and the share of the CPUs other programs took while it ran."""
     by_name = {row.contender: row for row in rows}
     how = {
         REFERENCE: f"fetch + parse on one loop, {total} requests at once",
@@ -360,11 +405,14 @@ def _describe(rows: list[Result], server_cpu: dict[str, list[float]], total: int
             continue
         if reference.status == "ok":
             row.speedup = _paired(reference, row)
-        cpu, seconds = server_cpu.get(row.contender, [0.0, 0.0])
-        share = f"; server {cpu / seconds:.0%} of a CPU" if seconds > 0 else ""
-        if seconds > 0:
-            row.figures["server_cpu_share"] = cpu / seconds
-        row.note = how[row.contender] + share
+        row.note = how[row.contender]
+        row.figures.update(cpu[row.contender].figures(len(row.runs_s)))
+        if row.figures:
+            row.note += (
+                f"; {row.figures['cpu_s_per_run']:.1f} CPU s a run, server"
+                f" {row.figures['server_cpu_share']:.0%} of a CPU, other programs"
+                f" {row.figures['others_share']:.0%} of the CPUs"
+            )
     mine, theirs = by_name.get("aiopar"), by_name.get("aiomultiprocess")
     if mine and theirs and mine.status == theirs.status == "ok":
         lead = _paired(theirs, mine)

@@ -28,7 +28,18 @@ import sys
 from collections.abc import Sequence
 from html.parser import HTMLParser
 
-__all__ = ["ITEMS", "Parsed", "Site", "SiteFailed", "main", "page", "parse_page"]
+from ..._load import process_tree
+
+__all__ = [
+    "ITEMS",
+    "Parsed",
+    "Site",
+    "SiteFailed",
+    "main",
+    "page",
+    "parse_page",
+    "tree_cpu_seconds",
+]
 
 ITEMS = 190
 """Items per page: about 10 ms of :func:`parse_page` on the bench's machine."""
@@ -140,6 +151,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(_serve(args.items, args.delay))
 
 
+def _cpu_seconds(pid: int, children: bool = False) -> float | None:
+    """User + system CPU seconds of process ``pid`` (with ``children``: plus those of
+    its children that ended and were waited for); None without ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            fields = file.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = sum(int(value) for value in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds() -> float | None:
+    """CPU seconds used so far by this process and its descendants (those that ended
+    counted through their parents); None without ``/proc``."""
+    total = 0.0
+    for pid in process_tree():
+        seconds = _cpu_seconds(pid, children=True)
+        if seconds is None and pid == os.getpid():
+            return None
+        total += seconds or 0.0
+    return total
+
+
 class SiteFailed(RuntimeError):
     """The site's server did not start; the message holds what it printed."""
 
@@ -185,12 +220,7 @@ class Site:
     def cpu_seconds(self) -> float | None:
         """CPU seconds the server has used so far (user + system), or None without
         ``/proc``."""
-        try:
-            with open(f"/proc/{self._process.pid}/stat", "rb") as file:
-                fields = file.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(self._process.pid)
 
     def close(self) -> None:
         """Stop the server: close its stdin, then wait for it (terminate it after 10 s)."""
