@@ -114,5 +114,8 @@ def test_quick_crawl_run_has_every_row_with_runs_and_speedups(tmp_path: Path) ->
         assert len(row["runs_s"]) == 1 and row["runs_s"][0] > 0, row
         assert math.isfinite(row["speedup"]) and row["speedup"] > 0, row
         assert "server" in row["note"], row
+        if Path("/proc/self/stat").exists():  # CPU time is read from /proc
+            assert row["figures"]["cpu_s_per_run"] > 0, row
+            assert 0 <= row["figures"]["others_share"] <= 1, row
     assert rows[crawl.REFERENCE]["speedup"] == 1.0
     assert data["workloads"]["crawl"]["met"] is None  # quick sizes: the bar is not judged
