@@ -14,7 +14,7 @@ import math
 import pickle
 from collections.abc import Callable
 from inspect import CO_COROUTINE
-from types import FunctionType
+from types import BuiltinFunctionType, FunctionType
 from typing import Any
 
 from ._checks import is_coroutine_function
@@ -66,8 +66,11 @@ def job_function(
 def _is_async(func: object) -> bool:
     """:func:`is_coroutine_function`, with a fast answer for plain functions (the path
     of every small task)."""
-    if type(func) is FunctionType:
-        return bool(func.__code__.co_flags & CO_COROUTINE)
+    kind = type(func)
+    if kind is FunctionType:
+        return bool(func.__code__.co_flags & CO_COROUTINE)  # type: ignore[attr-defined]
+    if kind is BuiltinFunctionType:
+        return False
     return is_coroutine_function(func)
 
 

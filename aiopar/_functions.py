@@ -50,6 +50,19 @@ def _pool(pool: Pool | None) -> Pool:
     return pool
 
 
+@overload
+async def amap(
+    func: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    progress: ProgressOption = False,
+    cancel: CancelMode | None = None,
+    concurrency: int | None = None,
+    pool: Pool | None = None,
+) -> list[R]: ...
+@overload
 async def amap(
     func: Callable[[T], R],
     items: Iterable[T] | AsyncIterable[T],
@@ -60,7 +73,18 @@ async def amap(
     cancel: CancelMode | None = None,
     concurrency: int | None = None,
     pool: Pool | None = None,
-) -> list[R]:
+) -> list[R]: ...
+async def amap(
+    func: Callable[[T], Any],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    progress: ProgressOption = False,
+    cancel: CancelMode | None = None,
+    concurrency: int | None = None,
+    pool: Pool | None = None,
+) -> list[Any]:
     """Return ``list(map(func, items))``, computed in worker processes, in chunks.
 
     ``func`` may be an ``async def`` function, run on each worker's event loop, up to
@@ -78,6 +102,19 @@ async def amap(
     )
 
 
+@overload
+async def starmap(
+    func: Callable[[*Ts], Awaitable[R]],
+    items: Iterable[tuple[*Ts]] | AsyncIterable[tuple[*Ts]],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    progress: ProgressOption = False,
+    cancel: CancelMode | None = None,
+    concurrency: int | None = None,
+    pool: Pool | None = None,
+) -> list[R]: ...
+@overload
 async def starmap(
     func: Callable[[*Ts], R],
     items: Iterable[tuple[*Ts]] | AsyncIterable[tuple[*Ts]],
@@ -88,7 +125,18 @@ async def starmap(
     cancel: CancelMode | None = None,
     concurrency: int | None = None,
     pool: Pool | None = None,
-) -> list[R]:
+) -> list[R]: ...
+async def starmap(
+    func: Callable[[*Ts], Any],
+    items: Iterable[tuple[*Ts]] | AsyncIterable[tuple[*Ts]],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    progress: ProgressOption = False,
+    cancel: CancelMode | None = None,
+    concurrency: int | None = None,
+    pool: Pool | None = None,
+) -> list[Any]:
     """Return ``[func(*args) for args in items]``, computed in worker processes, in chunks.
 
     See :meth:`aiopar.Pool.starmap`; ``pool=None`` uses the default pool.
@@ -104,6 +152,19 @@ async def starmap(
     )
 
 
+@overload
+def imap(
+    func: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    max_inflight: int | None = None,
+    cancel: CancelMode | None = None,
+    concurrency: int | None = None,
+    pool: Pool | None = None,
+) -> AsyncGenerator[R, None]: ...
+@overload
 def imap(
     func: Callable[[T], R],
     items: Iterable[T] | AsyncIterable[T],
@@ -114,7 +175,18 @@ def imap(
     cancel: CancelMode | None = None,
     concurrency: int | None = None,
     pool: Pool | None = None,
-) -> AsyncGenerator[R, None]:
+) -> AsyncGenerator[R, None]: ...
+def imap(
+    func: Callable[[T], Any],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    max_inflight: int | None = None,
+    cancel: CancelMode | None = None,
+    concurrency: int | None = None,
+    pool: Pool | None = None,
+) -> AsyncGenerator[Any, None]:
     """Yield ``func(item)`` for each item as results come, with bounded memory.
 
     See :meth:`aiopar.Pool.imap`; ``pool=None`` uses the default pool.
@@ -156,9 +228,17 @@ async def amap_chunks(
     )
 
 
+@overload
+def submit(
+    func: Callable[..., Awaitable[R]], /, *args: Any, pool: Pool | None = None, **kwargs: Any
+) -> TaskRef[R]: ...
+@overload
 def submit(
     func: Callable[..., R], /, *args: Any, pool: Pool | None = None, **kwargs: Any
-) -> TaskRef[R]:
+) -> TaskRef[R]: ...
+def submit(
+    func: Callable[..., Any], /, *args: Any, pool: Pool | None = None, **kwargs: Any
+) -> TaskRef[Any]:
     """Schedule ``func(*args, **kwargs)`` in a worker process; return a :class:`TaskRef`.
 
     See :meth:`aiopar.Pool.submit`; ``pool=None`` uses the default pool.
@@ -220,6 +300,18 @@ def remote(
     return RemoteFunction(func, options=settings)
 
 
+@overload
+async def tree_reduce(
+    func: Callable[[T, T], Awaitable[T]],
+    items: Iterable[T | Awaitable[T]] | AsyncIterable[T | Awaitable[T]],
+    *,
+    initial: T = NO_INITIAL,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    cancel: CancelMode | None = None,
+    pool: Pool | None = None,
+) -> T: ...
+@overload
 async def tree_reduce(
     func: Callable[[T, T], T],
     items: Iterable[T | Awaitable[T]] | AsyncIterable[T | Awaitable[T]],
@@ -229,7 +321,17 @@ async def tree_reduce(
     ordered: bool = True,
     cancel: CancelMode | None = None,
     pool: Pool | None = None,
-) -> T:
+) -> T: ...
+async def tree_reduce(
+    func: Callable[[Any, Any], Any],
+    items: Iterable[Any] | AsyncIterable[Any],
+    *,
+    initial: Any = NO_INITIAL,
+    chunksize: int | None = None,
+    ordered: bool = True,
+    cancel: CancelMode | None = None,
+    pool: Pool | None = None,
+) -> Any:
     """``functools.reduce(func, items[, initial])`` for associative ``func``, as a tree.
 
     See :meth:`aiopar.Pool.tree_reduce`; ``pool=None`` uses the default pool.

@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
-from . import _carried, _envelopes, _worker, _worker_loop
+from . import _carried, _envelopes, _worker, _worker_coroutines, _worker_loop
 from ._job import Job
 
 __all__ = ["InlineRunner", "check_inline", "inline_from_environment"]
@@ -293,7 +293,7 @@ class InlineRunner:
                 try:
                     initializer = pickle.loads(initializer_blob)
                     initargs = pickle.loads(initargs_blob) if initargs_blob is not None else ()
-                    if _worker.is_async(initializer):  # on the loop of coroutine jobs
+                    if _worker_coroutines.is_async(initializer):  # on the loop of coroutine jobs
                         loop = _worker_loop.loop_thread()
                         self._state, self._closing = loop.initialize(
                             initializer, initargs, None, keep_closing=False

@@ -39,8 +39,8 @@ from ._codepickle import func_name
 from ._coroutine_jobs import check_concurrency, coroutine_chunksize, job_function
 from ._envelopes import CALL, MAP
 from ._job import Job
+from ._star import AsyncStar, Star
 from ._waiting import FutureWatcher
-from ._worker import AsyncStar, Star
 
 if TYPE_CHECKING:
     from ._pool_base import CancelMode, PoolBase

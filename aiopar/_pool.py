@@ -1,9 +1,10 @@
 """``Pool``: the options of a set of worker processes, and the public methods.
 
-The methods are thin: maps live in ``_maps.py``, tasks in ``_tasks.py``, reductions in
-``_reduce.py``, ``.remote()`` in ``_remote.py``; each takes the pool as its first
-argument. The lifecycle and what the calls share (the runner, cancelling jobs whose
-caller stopped waiting) is ``PoolBase`` in ``_pool_base.py``, below all of them.
+The methods are thin (those of the maps are in ``_pool_maps.py``, a base class): maps
+live in ``_maps.py``, tasks in ``_tasks.py``, reductions in ``_reduce.py``,
+``.remote()`` in ``_remote.py``; each takes the pool as its first argument. The
+lifecycle and what the calls share (the runner, cancelling jobs whose caller stopped
+waiting) is ``PoolBase`` in ``_pool_base.py``, below all of them.
 Everything here runs in the caller's thread and returns at once.
 """
 
@@ -12,19 +13,19 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, TypeVarTuple, overload
 
 import cloudpickle
 
-from . import _gather, _maps, _reduce, _tasks
+from . import _gather, _reduce, _tasks
 from ._chunks import check_count, check_positive
 from ._codepickle import pickle_function
 from ._coroutine_jobs import check_concurrency
 from ._inline import check_inline
-from ._maps import ProgressOption
 from ._options import TaskOptions
-from ._pool_base import CancelMode, InlineMode, PoolBase
+from ._pool_base import CancelMode, InlineMode
+from ._pool_maps import MapMethods
 from ._remote import RemoteFunction
 from ._tasks import TaskRef
 
@@ -59,7 +60,7 @@ def _default_start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-class Pool(PoolBase):
+class Pool(MapMethods):
     """A set of worker processes for CPU-bound work, used from async code.
 
     Use it as an async context manager; leaving the block cancels queued work, waits for
@@ -184,132 +185,13 @@ class Pool(PoolBase):
 
     # ── public methods ─────────────────────────────────────────────────────────────
 
-    async def amap(
-        self,
-        func: Callable[[T], R],
-        items: Iterable[T] | AsyncIterable[T],
-        *,
-        chunksize: int | None = None,
-        ordered: bool = True,
-        progress: ProgressOption = False,
-        cancel: CancelMode | None = None,
-        concurrency: int | None = None,
-    ) -> list[R]:
-        """Return ``list(map(func, items))``, computed in the workers, in chunks.
-
-        Args:
-            func: a picklable function of one item (lambdas and closures work too),
-                or an ``async def`` function: its coroutines run on an event loop
-                each worker keeps, up to ``concurrency`` at once per worker.
-            items: any iterable or async iterable.
-            chunksize: items per chunk; None sizes chunks by the measured cost of an item.
-            ordered: False returns results in the order they complete.
-            progress: True shows a tqdm progress bar on a terminal or in a notebook;
-                ``"always"`` also when stderr is not a terminal (CI logs); or a tqdm
-                bar of your own, to be updated.
-            cancel: what cancelling this call does to its jobs already running in a
-                worker: ``"wait"`` or ``"kill"``; None (default) follows the pool's
-                ``cancel`` option.
-            concurrency: for an ``async def`` ``func`` only: how many items one
-                worker runs at once (default: the pool's ``concurrency``, 100). A
-                worker runs one chunk at a time, so with ``chunksize=None`` chunks hold
-                at least this many items (up to four times as many).
-
-        Cancellation: chunks not yet started are dropped; running ones are awaited or
-        killed, as ``cancel`` (or else the pool's ``cancel`` option) says. The
-        coroutines of an ``async def`` ``func`` are cancelled in their worker (they
-        see ``CancelledError``, their ``finally`` blocks run) with ``"wait"`` too:
-        the worker lives on.
-        """
-        return await _maps.amap(
-            self,
-            func,
-            items,
-            chunksize=chunksize,
-            ordered=ordered,
-            progress=progress,
-            cancel=self._check_cancel(cancel),
-            concurrency=concurrency,
-        )
-
-    def imap(
-        self,
-        func: Callable[[T], R],
-        items: Iterable[T] | AsyncIterable[T],
-        *,
-        chunksize: int | None = None,
-        ordered: bool = True,
-        max_inflight: int | None = None,
-        cancel: CancelMode | None = None,
-        concurrency: int | None = None,
-    ) -> AsyncGenerator[R, None]:
-        """Yield ``func(item)`` for each item as results come, with bounded memory.
-
-        At most ``max_inflight`` items are taken from ``items`` and not yet yielded at
-        any time (default: 1024 per worker), so an endless source
-        is processed with bounded memory. Close the iterator (``aclose()``, or leave an
-        ``async with contextlib.aclosing(...)`` block) to stop early.
-
-        ``cancel`` and ``concurrency`` (for an ``async def`` ``func``) are as in
-        :meth:`amap`; ``max_inflight`` also bounds the chunk size.
-
-        Cancellation: as :meth:`amap`; closing the iterator early counts as cancelling.
-        """
-        return _maps.imap(
-            self,
-            func,
-            items,
-            chunksize=chunksize,
-            ordered=ordered,
-            max_inflight=max_inflight,
-            cancel=self._check_cancel(cancel),
-            concurrency=concurrency,
-        )
-
-    async def amap_chunks(
-        self,
-        func: Callable[[Any], Any],
-        data: Any,
-        *,
-        chunks: int | None = None,
-        chunksize: int | None = None,
-        combine: str | Callable[[list[Any]], Any] | None = "concat",
-        progress: ProgressOption = False,
-        cancel: CancelMode | None = None,
-    ) -> Any:
-        """Cut ``data`` into contiguous pieces, call ``func(piece)`` in the workers, join.
-
-        Args:
-            func: a function of one piece.
-            data: a numpy array (cut along axis 0), a pandas DataFrame or Series (cut
-                by rows), or any sequence (cut by slicing).
-            chunks: number of pieces; default one per worker, more (a multiple of the
-                workers) for arrays and frames over 16 MiB a piece.
-            chunksize: rows per piece. Give ``chunks`` or ``chunksize``, not both.
-            combine: ``"concat"`` joins the answers with ``numpy.concatenate``,
-                ``pandas.concat`` or list concatenation, by the type of the first
-                answer; None returns the list of answers; a callable gets that list.
-            progress: True shows a tqdm progress bar on a terminal or in a notebook;
-                ``"always"`` also when stderr is not a terminal (CI logs); or a tqdm
-                bar of your own, to be updated.
-            cancel: what cancelling this call does to its jobs already running in a
-                worker: ``"wait"`` or ``"kill"``; None (default) follows the pool's
-                ``cancel`` option.
-
-        Cancellation: as :meth:`amap`.
-        """
-        return await _maps.amap_chunks(
-            self,
-            func,
-            data,
-            chunks=chunks,
-            chunksize=chunksize,
-            combine=combine,
-            progress=progress,
-            cancel=self._check_cancel(cancel),
-        )
-
-    def submit(self, func: Callable[..., R], /, *args: Any, **kwargs: Any) -> TaskRef[R]:
+    @overload
+    def submit(
+        self, func: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
+    ) -> TaskRef[R]: ...
+    @overload
+    def submit(self, func: Callable[..., R], /, *args: Any, **kwargs: Any) -> TaskRef[R]: ...
+    def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskRef[Any]:
         """Schedule ``func(*args, **kwargs)`` in a worker and return a :class:`TaskRef`.
 
         Returns at once; needs no running event loop. ``func`` may be an ``async def``
@@ -347,6 +229,18 @@ class Pool(PoolBase):
             return lambda f: RemoteFunction(f, options=settings)
         return RemoteFunction(func, options=settings)
 
+    @overload
+    async def tree_reduce(
+        self,
+        func: Callable[[T, T], Awaitable[T]],
+        items: Iterable[T | Awaitable[T]] | AsyncIterable[T | Awaitable[T]],
+        *,
+        initial: T = _NO_INITIAL,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        cancel: CancelMode | None = None,
+    ) -> T: ...
+    @overload
     async def tree_reduce(
         self,
         func: Callable[[T, T], T],
@@ -356,7 +250,17 @@ class Pool(PoolBase):
         chunksize: int | None = None,
         ordered: bool = True,
         cancel: CancelMode | None = None,
-    ) -> T:
+    ) -> T: ...
+    async def tree_reduce(
+        self,
+        func: Callable[[Any, Any], Any],
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        initial: Any = _NO_INITIAL,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        cancel: CancelMode | None = None,
+    ) -> Any:
         """``functools.reduce(func, items[, initial])`` for associative ``func``, as a tree.
 
         The depth is ⌈log₂ n⌉ instead of n. Many items are first reduced sequentially
@@ -378,40 +282,6 @@ class Pool(PoolBase):
             chunksize=chunksize,
             ordered=ordered,
             cancel=self._check_cancel(cancel),
-        )
-
-    async def starmap(
-        self,
-        func: Callable[[*Ts], R],
-        items: Iterable[tuple[*Ts]] | AsyncIterable[tuple[*Ts]],
-        *,
-        chunksize: int | None = None,
-        ordered: bool = True,
-        progress: ProgressOption = False,
-        cancel: CancelMode | None = None,
-        concurrency: int | None = None,
-    ) -> list[R]:
-        """Return ``[func(*args) for args in items]``, computed in the workers, in chunks.
-
-        As :meth:`amap`, but each item is a tuple of arguments, unpacked in the call
-        (``multiprocessing.Pool.starmap``, ``itertools.starmap``): for example
-        ``await pool.starmap(pow, [(2, 5), (3, 2)])`` returns ``[32, 9]``. The options
-        are those of :meth:`amap` (``concurrency`` too, for an ``async def`` ``func``).
-
-        Raises:
-            TypeError: when an item is not a tuple (or other iterable) of arguments.
-
-        Cancellation: as :meth:`amap`.
-        """
-        return await _maps.starmap(
-            self,
-            func,
-            items,
-            chunksize=chunksize,
-            ordered=ordered,
-            progress=progress,
-            cancel=self._check_cancel(cancel),
-            concurrency=concurrency,
         )
 
     def put(self, value: T) -> TaskRef[T]:

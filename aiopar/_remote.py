@@ -12,8 +12,8 @@ caller's thread.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ._checks import check_function
 from ._options import TaskOptions
@@ -24,6 +24,7 @@ __all__ = ["RemoteFunction", "use_default_pool"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _no_default_pool() -> PoolBase:
@@ -92,7 +93,13 @@ class RemoteFunction(Generic[P, R]):
         """
         return RemoteFunction(self._func, options=self._options.merged(options))
 
-    def remote(self, *args: Any, **kwargs: Any) -> TaskRef[R]:
+    @overload
+    def remote(
+        self: RemoteFunction[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+    ) -> TaskRef[T]: ...
+    @overload
+    def remote(self, *args: Any, **kwargs: Any) -> TaskRef[R]: ...
+    def remote(self, *args: Any, **kwargs: Any) -> TaskRef[Any]:
         """Submit ``func(*args, **kwargs)``; TaskRefs among the arguments are dependencies."""
         pool = self._pool if self._pool is not None else _default_pool()
         return submit(pool, self._func, args, kwargs, self._options)

@@ -30,12 +30,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import _worker_loop
 from ._carried import Carried, _as_exception, _portable_exception
 from ._envelopes import CALL, MAP, REDUCE, Portable, Result, unwrap
+from ._worker_coroutines import coroutine, is_async
 from ._worker_loop import OnLoop
 
 __all__ = ["worker_state"]
@@ -70,9 +71,6 @@ _last_result_segment: str | None = None
 # .value: the state of the in-process pool whose job this thread runs (see _inline.py)
 inline_state = threading.local()
 _FUNC_CACHE_SIZE = 64
-# co_flags of the code of an async def (CO_COROUTINE) or async generator function
-# (CO_ASYNC_GENERATOR); read without importing inspect.
-_ASYNC_CODE = 0x0080 | 0x0200
 
 
 def worker_state() -> Any:
@@ -152,15 +150,6 @@ def init_worker(
                     _state = initializer(*initargs)
         except BaseException as exc:  # reported to every job, see run_job
             _init_error = exc if not isinstance(exc, _StartTimeout) else TimeoutError(str(exc))
-
-
-def is_async(func: object) -> bool:
-    """Whether ``func`` is an ``async def`` or async generator function (also behind a
-    ``functools.partial``): an initializer to run on the worker's loop."""
-    while isinstance(func, functools.partial):
-        func = func.func
-    flags = getattr(getattr(func, "__code__", None), "co_flags", 0)
-    return isinstance(flags, int) and bool(flags & _ASYNC_CODE)
 
 
 class _StartTimeout(BaseException):
@@ -306,35 +295,6 @@ def _load_func(blob: bytes) -> Any:
     return func
 
 
-class Star:
-    """Calls ``func(*args)`` for one item ``args``: the function ``starmap`` sends.
-
-    It bears the name of ``func``, for labels and messages.
-    """
-
-    def __init__(self, func: Callable[..., Any]) -> None:
-        self.func = func
-        self.__qualname__ = getattr(func, "__qualname__", type(func).__name__)
-
-    def __call__(self, args: Any) -> Any:
-        try:
-            unpacked = tuple(args)
-        except TypeError:
-            raise TypeError(
-                f"starmap({self.__qualname__}) calls func(*item) for each item, so each item "
-                f"must be a tuple of arguments; got {type(args).__name__}: {args!r:.80} (use "
-                "amap() to pass each item as one argument)"
-            ) from None
-        return self.func(*unpacked)
-
-
-class AsyncStar(Star):
-    """:class:`Star` for an ``async def`` function: awaits ``func(*args)``."""
-
-    async def __call__(self, args: Any) -> Any:
-        return await super().__call__(args)
-
-
 def run_job(
     slot: int,
     func_blob: bytes,
@@ -383,7 +343,8 @@ def _run_job(
         func = _load_func(func_blob)
         start = time.perf_counter()
         if type(func) is OnLoop:
-            result = _worker_loop.loop_thread().run(coroutine(func, kind, data), slot, _slots)
+            job = coroutine(_load_func(func.blob), func.concurrency, kind, data)
+            result = _worker_loop.loop_thread().run(job, slot, _slots)
         elif kind == CALL:
             args, kwargs = data
             result = func(*args, **kwargs)
@@ -398,6 +359,8 @@ def _run_job(
         return (0.0, SKIPPED)
     except BaseException as exc:
         raise Carried(_as_exception(exc)).with_traceback(exc.__traceback__) from None
+    if type(result) in RAW_RESULTS:  # the common case, without a call of pack()
+        return (elapsed, result)
     return (elapsed, pack(func, result, shm))
 
 
@@ -436,25 +399,22 @@ def prepare(slot: int, payload: object, shm: tuple[str, Any, str, Any] | None) -
     return data
 
 
-def coroutine(func: OnLoop, kind: str, data: Any) -> Coroutine[Any, Any, Any]:
-    """The coroutine of a job of an ``async def`` function (see ``_worker_loop.py``)."""
-    inner = _load_func(func.blob)
-    if kind == CALL:
-        args, kwargs = data
-        return _worker_loop.call(inner, args, kwargs)
-    if kind == MAP:
-        return _worker_loop.map_items(inner, data, func.concurrency)
-    if kind == REDUCE:
-        return _worker_loop.reduce_items(inner, data)
-    raise ValueError(f"unknown job kind {kind!r}")
-
-
 def pack(func: Any, result: Any, shm: tuple[str, Any, str, Any] | None) -> object:
     """A job's result as it is sent back: as is, or wrapped (see ``_envelopes.py``)."""
     if type(result) in RAW_RESULTS:  # pickles as is, and loads without running any code
         return result
     name = func.name if type(func) is OnLoop else getattr(func, "__qualname__", None)
-    what = f"the result of {name or type(func).__name__}"
+    name = name or type(func).__name__
+    first = result[0] if type(result) is list and result else result
+    if hasattr(first, "__await__") and hasattr(first, "close"):  # coroutines, not results
+        for each in result if type(result) is list else [result]:
+            getattr(each, "close", lambda: None)()
+        raise TypeError(
+            f"{name} returned a coroutine instead of a result: it is a plain def that calls "
+            "an async def (a lambda, a wrapper); pass the async def function itself, or "
+            "make the wrapper an async def, and the worker awaits it on its event loop"
+        )
+    what = f"the result of {name}"
     if shm is not None:
         return Result(result, *shm, what=what)
     return Portable(result, what)

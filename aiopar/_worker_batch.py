@@ -23,6 +23,7 @@ from typing import Any, cast
 from . import _worker, _worker_loop
 from ._carried import Carried, _as_exception
 from ._envelopes import _PICKLE_PROTOCOL
+from ._worker_coroutines import coroutine
 
 __all__ = ["run_batch", "run_coroutine_batch"]
 
@@ -88,7 +89,8 @@ def run_coroutine_batch(entries: list[tuple[int, bytes, str, Any, Any]]) -> list
                 outcomes[index] = pickle.dumps((True, (0.0, _worker.SKIPPED)))
                 continue
             func = _worker._load_func(func_blob)
-            coroutines.append((slot, _worker.coroutine(func, kind, data)))
+            job = coroutine(_worker._load_func(func.blob), func.concurrency, kind, data)
+            coroutines.append((slot, job))
             started.append((index, func, shm))
         except BaseException as exc:
             outcomes[index] = _failure(exc)

@@ -43,6 +43,8 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from ._worker_coroutines import awaited
+
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "SLOT_CANCEL_RUNNING",
@@ -80,64 +82,6 @@ class OnLoop:
 
 class CancelledByCaller(BaseException):
     """The job's caller cancelled it while its coroutines ran (raised in the main thread)."""
-
-
-async def _value(result: Any) -> Any:
-    """``result`` itself, or what it gives when awaited (a coroutine, a future)."""
-    if hasattr(result, "__await__"):
-        return await result
-    return result
-
-
-async def call(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    """``await func(*args, **kwargs)``."""
-    return await _value(func(*args, **kwargs))
-
-
-async def map_items(
-    func: Callable[[Any], Any], items: Sequence[Any], concurrency: int
-) -> list[Any]:
-    """``[await func(x) for x in items]``, with up to ``concurrency`` of them at once.
-
-    On the first failure the others are cancelled (and awaited), then it is raised.
-    """
-    import asyncio
-
-    results: list[Any] = [None] * len(items)
-    todo = iter(enumerate(items))
-
-    async def runner() -> None:
-        for index, item in todo:
-            results[index] = await _value(func(item))
-
-    tasks = [asyncio.ensure_future(runner()) for _ in range(min(concurrency, len(items)))]
-    try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    except BaseException:  # this job was cancelled: so are its coroutines
-        await _cancel_all(tasks)
-        raise
-    failed = [task for task in tasks if task in done and task.exception() is not None]
-    if failed:
-        await _cancel_all(pending)
-        raise failed[0].exception()  # type: ignore[misc]
-    return results
-
-
-async def _cancel_all(tasks: Any) -> None:
-    import asyncio
-
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks)
-
-
-async def reduce_items(func: Callable[[Any, Any], Any], items: Sequence[Any]) -> Any:
-    """``functools.reduce`` with an async ``func``: one step after the other."""
-    value = items[0]
-    for item in items[1:]:
-        value = await _value(func(value, item))
-    return value
 
 
 def _new_loop() -> Any:
@@ -181,15 +125,16 @@ class LoopThread:
 
     # ── from other threads ─────────────────────────────────────────────────────────
 
-    def submit(
-        self, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
-    ) -> Any:
-        """Run ``coroutine`` on the loop; return a ``concurrent.futures.Future`` of it."""
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coroutine`` on the loop; return a ``concurrent.futures.Future`` of it.
+
+        Its task starts in a copy of the caller's context (``contextvars``), as the
+        loop's ``call_soon_threadsafe`` makes one: how an in-process pool hands its
+        worker state to its coroutine jobs (see :data:`inline_state`).
+        """
         import asyncio
 
-        if context is None:
-            return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        return context.run(asyncio.run_coroutine_threadsafe, coroutine, self.loop)
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     def run(self, coroutine: Coroutine[Any, Any, Any], slot: int, slots: Any) -> Any:
         """Run one job's coroutine and wait for its value (in the worker's main thread).
@@ -327,7 +272,7 @@ class LoopThread:
                         "teardown)"
                     ) from None
                 return value, (made, name)
-            return await _value(made), None
+            return await awaited(made), None
 
         async def bounded() -> tuple[Any, Any]:
             if not timeout:

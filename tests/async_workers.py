@@ -128,3 +128,25 @@ def loop_threads(_: Any = None) -> list[str]:
 
 async def async_gen_func(x: int) -> AsyncIterator[int]:
     yield x
+
+
+def returns_a_coroutine(x: int) -> Any:
+    """A plain def that returns a coroutine: refused with advice."""
+    return double(x)
+
+
+async def wait_for_file(log: str, flag: str) -> str:
+    """Log start; return "done" once the file ``flag`` exists; log a cancellation."""
+    _append(log, f"start {os.getpid()}")
+    try:
+        while not os.path.exists(flag):
+            await asyncio.sleep(0.01)
+    except asyncio.CancelledError:
+        _append(log, "cancelled")
+        raise
+    return "done"
+
+
+async def failing_initializer() -> None:
+    await asyncio.sleep(0)
+    raise OSError("no network in this worker")

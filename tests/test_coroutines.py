@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -20,6 +21,27 @@ import aiopar
 from tests import async_workers, workers
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[aiopar.Pool]:
+    """Two workers, started before the tests that share them (so none counts them as
+    leaked), for the tests that need no pool of their own."""
+    shared = aiopar.Pool(2)
+    shared.open()
+    for _ in range(50):
+        refs = [shared.submit(workers.square, x) for x in range(4)]
+        for ref in refs:
+            ref.future.result(timeout=60)
+        if len(shared.worker_pids()) == 2:
+            break
+    yield shared
+    shared.close()
+
+
+def _key() -> str:
+    """A barrier of its own (workers outlive a test)."""
+    return os.urandom(8).hex()
 
 
 def _lines(path: Path) -> list[str]:
@@ -38,23 +60,22 @@ async def _wait_for_lines(path: Path, prefix: str, count: int) -> None:
 
 
 @pytest.mark.anyio
-async def test_amap_runs_coroutines_of_a_chunk_at_once(tmp_path: Path) -> None:
-    async with aiopar.Pool(2) as pool:
-        assert await pool.amap(async_workers.double, range(250)) == [2 * x for x in range(250)]
-        # 8 coroutines of one chunk wait for each other: all get past only if the
-        # worker runs them at once.
-        items = [("together", 8, 20.0)] * 8
-        pids = await pool.amap(async_workers.barrier_item, items, chunksize=8, concurrency=8)
-        assert len(set(pids)) == 1
-        # One at a time, the first one waits for the others in vain.
-        items = [("alone", 2, 0.3)] * 2
-        with pytest.raises(TimeoutError):
-            await pool.amap(async_workers.barrier_item, items, chunksize=2, concurrency=1)
-        # Streaming, and star-mapping, the same way.
-        items = [("streamed", 5, 20.0)] * 5
-        streamed = [pid async for pid in pool.imap(async_workers.barrier_item, items, chunksize=5)]
-        assert streamed == [streamed[0]] * 5
-        assert await pool.starmap(async_workers.add, [(1, 2), (3, 4)]) == [3, 7]
+async def test_amap_runs_coroutines_of_a_chunk_at_once(pool: aiopar.Pool) -> None:
+    assert await pool.amap(async_workers.double, range(250)) == [2 * x for x in range(250)]
+    # 8 coroutines of one chunk wait for each other: all get past only if the
+    # worker runs them at once.
+    items = [(_key(), 8, 20.0)] * 8
+    pids = await pool.amap(async_workers.barrier_item, items, chunksize=8, concurrency=8)
+    assert len(set(pids)) == 1
+    # One at a time, the first one waits for the others in vain.
+    items = [(_key(), 2, 0.3)] * 2
+    with pytest.raises(TimeoutError):
+        await pool.amap(async_workers.barrier_item, items, chunksize=2, concurrency=1)
+    # Streaming, and star-mapping, the same way.
+    items = [(_key(), 5, 20.0)] * 5
+    streamed = [pid async for pid in pool.imap(async_workers.barrier_item, items, chunksize=5)]
+    assert streamed == [streamed[0]] * 5
+    assert await pool.starmap(async_workers.add, [(1, 2), (3, 4)]) == [3, 7]
 
 
 @pytest.mark.anyio
@@ -62,7 +83,8 @@ async def test_submitted_coroutine_tasks_run_together_in_a_worker() -> None:
     async with aiopar.Pool(1) as pool:
         assert await pool.submit(async_workers.add, 2, 3) == 5
         assert await pool.submit(functools.partial(async_workers.add, 2), 4) == 6
-        refs = [pool.submit(async_workers.barrier_item, ("tasks", 6, 20.0)) for _ in range(6)]
+        key = _key()
+        refs = [pool.submit(async_workers.barrier_item, (key, 6, 20.0)) for _ in range(6)]
         assert len(set(await aiopar.gather(*refs))) == 1
         remote = aiopar.remote(pool=pool)(async_workers.add)
         assert await remote.remote(remote.remote(1, 2), 10) == 13
@@ -74,18 +96,26 @@ async def test_submitted_coroutine_tasks_run_together_in_a_worker() -> None:
 
 
 @pytest.mark.anyio
-async def test_default_chunks_feed_the_concurrency() -> None:
+async def test_default_chunks_feed_the_concurrency(pool: aiopar.Pool) -> None:
     # 12 items, 2 workers, concurrency 6: two chunks of 6 that each run at once.
-    async with aiopar.Pool(2, concurrency=6) as pool:
-        items = [("per-chunk", 6, 20.0)] * 12
-        pids = await pool.amap(async_workers.barrier_item, items)
-        assert len(pids) == 12
+    items = [(_key(), 6, 20.0)] * 12
+    assert len(await pool.amap(async_workers.barrier_item, items, concurrency=6)) == 12
+    # The pool's concurrency is the default of its calls (here, in-process): one at a
+    # time, the first waits in vain for the second.
+    async with aiopar.Pool(inline=True, concurrency=1) as inline:
+        with pytest.raises(TimeoutError):
+            await inline.amap(async_workers.barrier_item, [(_key(), 2, 0.3)] * 2, chunksize=2)
+        items = [(_key(), 2, 20.0)] * 2
+        assert (
+            await inline.amap(async_workers.barrier_item, items, chunksize=2, concurrency=2)
+            == [os.getpid()] * 2
+        )
 
 
 # ── worker state ───────────────────────────────────────────────────────────────────
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 async def test_async_generator_initializer_is_shared_and_closed_at_the_end(
     tmp_path: Path,
 ) -> None:
@@ -129,45 +159,71 @@ async def test_async_initializer_state_and_inline_pool(tmp_path: Path) -> None:
 @pytest.mark.anyio
 @pytest.mark.timeout(30)
 async def test_cancelling_the_caller_cancels_the_coroutines_in_the_workers(
-    tmp_path: Path,
+    tmp_path: Path, pool: aiopar.Pool
 ) -> None:
     log = tmp_path / "cancel.log"
-    async with aiopar.Pool(2) as pool:
-        await pool.amap(workers.square, range(4), chunksize=1)  # both workers started
-        pids = sorted(pool.worker_pids())
+    pids = sorted(pool.worker_pids())
+    with anyio.CancelScope() as scope:
+
+        async def cancel_when_all_started() -> None:
+            await _wait_for_lines(log, "start", 4)
+            scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(cancel_when_all_started)
+            await pool.amap(async_workers.wait_forever, [str(log)] * 4, chunksize=2)
+    assert scope.cancelled_caught
+    # cancel="wait" awaited the running chunks: their coroutines saw the
+    # cancellation and ran their finally blocks, each in a worker that lives on.
+    lines = _lines(log)
+    assert lines.count("cancelled") == 4 and lines.count("finally") == 4
+    assert {int(line.split()[1]) for line in lines if line.startswith("start")} == set(pids)
+    assert sorted(pool.worker_pids()) == pids
+    # A task, cancelled by a timeout.
+    with anyio.move_on_after(60) as timeout_scope:
+        ref = pool.submit(async_workers.wait_forever, str(log))
+
+        async def cancel_when_started() -> None:
+            await _wait_for_lines(log, "start", 5)
+            timeout_scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(cancel_when_started)
+            await ref
+    assert _lines(log).count("finally") == 5
+    assert sorted(pool.worker_pids()) == pids
+    assert await pool.amap(async_workers.double, [1, 2]) == [2, 4]
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(30)
+async def test_cancelling_one_task_leaves_the_others_of_its_worker_running(
+    tmp_path: Path, pool: aiopar.Pool
+) -> None:
+    log, flag = tmp_path / "tasks.log", tmp_path / "flag"
+    refs = [pool.submit(async_workers.wait_for_file, str(log), str(flag)) for _ in range(3)]
+
+    async def release_the_others() -> None:
+        await _wait_for_lines(log, "cancelled", 1)
+        flag.touch()
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(release_the_others)
         with anyio.CancelScope() as scope:
 
             async def cancel_when_all_started() -> None:
-                await _wait_for_lines(log, "start", 4)
+                await _wait_for_lines(log, "start", 3)
                 scope.cancel()
 
             async with anyio.create_task_group() as group:
                 group.start_soon(cancel_when_all_started)
-                await pool.amap(async_workers.wait_forever, [str(log)] * 4, chunksize=2)
-        assert scope.cancelled_caught
-        # cancel="wait" awaited the running chunks: their coroutines saw the
-        # cancellation and ran their finally blocks, each in a worker that lives on.
-        lines = _lines(log)
-        assert lines.count("cancelled") == 4 and lines.count("finally") == 4
-        assert {int(line.split()[1]) for line in lines if line.startswith("start")} == set(pids)
-        assert sorted(pool.worker_pids()) == pids
-        # A task, cancelled by a timeout.
-        with anyio.move_on_after(60) as timeout_scope:
-            ref = pool.submit(async_workers.wait_forever, str(log))
-
-            async def cancel_when_started() -> None:
-                await _wait_for_lines(log, "start", 5)
-                timeout_scope.cancel()
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(cancel_when_started)
-                await ref
-        assert _lines(log).count("finally") == 5
-        assert sorted(pool.worker_pids()) == pids
-        assert await pool.amap(async_workers.double, [1, 2]) == [2, 4]
+                await refs[0]
+    assert refs[0].cancelled()
+    assert await aiopar.gather(*refs[1:]) == ["done", "done"]
+    assert _lines(log).count("cancelled") == 1
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 @pytest.mark.timeout(30)
 async def test_cancel_kill_still_kills_the_worker(tmp_path: Path) -> None:
     log = tmp_path / "kill.log"
@@ -191,18 +247,26 @@ async def test_cancel_kill_still_kills_the_worker(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_exceptions_keep_type_message_and_worker_traceback() -> None:
-    async with aiopar.Pool(1) as pool:
-        with pytest.raises(ValueError, match="async item 3 is bad") as info:
-            await pool.amap(async_workers.fail_on, range(10))
-        assert "in fail_on" in str(info.value.__cause__)
-        with pytest.raises(ValueError, match="async item 1 is bad") as info:
-            await pool.submit(async_workers.fail_on, 1, bad=1)
-        assert "in fail_on" in str(info.value.__cause__)
-        assert await pool.amap(async_workers.fail_on, range(3)) == [0, 1, 2]
+async def test_exceptions_keep_type_message_and_worker_traceback(pool: aiopar.Pool) -> None:
+    with pytest.raises(ValueError, match="async item 3 is bad") as info:
+        await pool.amap(async_workers.fail_on, range(10))
+    assert "in fail_on" in str(info.value.__cause__)
+    with pytest.raises(ValueError, match="async item 1 is bad") as info:
+        await pool.submit(async_workers.fail_on, 1, bad=1)
+    assert "in fail_on" in str(info.value.__cause__)
+    assert await pool.amap(async_workers.fail_on, range(3)) == [0, 1, 2]
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
+async def test_a_failing_async_initializer_fails_the_tasks_with_its_error() -> None:
+    async with aiopar.Pool(1, initializer=async_workers.failing_initializer) as pool:
+        with pytest.raises(RuntimeError, match=r"initializer failed.*OSError: no network"):
+            await pool.submit(async_workers.double, 1)
+        with pytest.raises(RuntimeError, match=r"initializer failed.*OSError: no network"):
+            await pool.amap(async_workers.double, range(3))
+
+
+@pytest.mark.asyncio
 @pytest.mark.timeout(40)
 async def test_a_crash_fails_only_the_coroutines_that_were_running(tmp_path: Path) -> None:
     log = tmp_path / "done.log"
@@ -226,21 +290,24 @@ async def test_a_crash_fails_only_the_coroutines_that_were_running(tmp_path: Pat
 
 
 @pytest.mark.anyio
-async def test_async_generators_and_concurrency_for_plain_functions_are_refused() -> None:
-    async with aiopar.Pool(1) as pool:
-        with pytest.raises(TypeError, match=r"async generator function.*returns a list"):
-            await pool.amap(async_workers.async_gen_func, range(3))
-        with pytest.raises(TypeError, match="async generator function"):
-            pool.submit(async_workers.async_gen_func, 1)
-        with pytest.raises(TypeError, match="concurrency=4 bounds the coroutines"):
-            await pool.amap(workers.square, range(3), concurrency=4)
-        with pytest.raises(ValueError, match="concurrency must be at least 1"):
-            await pool.amap(async_workers.double, range(3), concurrency=0)
+async def test_async_generators_and_concurrency_for_plain_functions_are_refused(
+    pool: aiopar.Pool,
+) -> None:
+    with pytest.raises(TypeError, match=r"async generator function.*returns a list"):
+        await pool.amap(async_workers.async_gen_func, range(3))
+    with pytest.raises(TypeError, match="async generator function"):
+        pool.submit(async_workers.async_gen_func, 1)
+    with pytest.raises(TypeError, match="concurrency=4 bounds the coroutines"):
+        await pool.amap(workers.square, range(3), concurrency=4)
+    with pytest.raises(ValueError, match="concurrency must be at least 1"):
+        await pool.amap(async_workers.double, range(3), concurrency=0)
+    with pytest.raises(TypeError, match="returned a coroutine instead of a result"):
+        await pool.amap(async_workers.returns_a_coroutine, range(3))
     with pytest.raises(ValueError, match="concurrency"):
         aiopar.Pool(1, concurrency=0)
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 async def test_plain_functions_start_no_loop_in_their_workers() -> None:
     async with aiopar.Pool(1) as pool:
         assert await pool.submit(async_workers.loop_threads) == []
