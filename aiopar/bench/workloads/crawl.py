@@ -30,7 +30,7 @@ import importlib.util
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import aiopar
 
@@ -298,8 +298,7 @@ def run(bench: Bench) -> list[Result]:
         if not pools:
             pools.append(aiopar.Pool(bench.workers, initializer=client_session))
             pools[0].open()
-        found = await pools[0].amap(fetch_and_parse, urls, concurrency=CONCURRENCY)
-        return cast("list[Parsed]", found)  # amap's signature types plain functions only
+        return await pools[0].amap(fetch_and_parse, urls, concurrency=CONCURRENCY)
 
     entries = [
         watched(REFERENCE, parent.timed(one_process)),
