@@ -107,6 +107,23 @@ def test_peers() -> None:
     )
 
 
+@pytest.mark.timeout(120)
+def test_crawler() -> None:
+    proc = run_example("crawler.py", "--quick", "--debug")
+    assert_clean_run(
+        proc,
+        [
+            "crawled 60 pages in",
+            "worker processes",
+            "most common: [(",
+            "every page from 0 to 59 reached, each once",
+        ],
+    )
+    # Each worker that started closed its session, from the initializer, as the pool closed.
+    closed = [line for line in proc.stdout.splitlines() if line.endswith(": session closed")]
+    assert 1 <= len(closed) <= 2, proc.stdout
+
+
 # --- the aiohttp app ----------------------------------------------------------------------
 
 # /score with these parameters costs a few seconds of CPU time here (600 steps took 2.6 s

@@ -22,6 +22,8 @@ class Sizes:
     tiny_tasks: int = 5_000  # submit + gather of this many double(i)
     tiny_graph: int = 10_000  # nodes of the random task graph
     tiny_map: int = 100_000  # items of amap(double, ...)
+    crawl_requests: int = 2_000  # pages the crawl workload fetches and parses
+    crawl_delay_s: float = 0.02  # the crawl site's wait before each answer
     suite_tests: int = 50  # tests of the test_suite workload's pytest-asyncio suite
     latency_calls: int = 200  # one task at a time on an idle pool, for the latency figure
     tick_s: float = 0.001
@@ -46,6 +48,7 @@ QUICK = Sizes(
     tiny_tasks=500,
     tiny_graph=500,
     tiny_map=10_000,
+    crawl_requests=64,
     suite_tests=5,
     latency_calls=20,
     settle_s=0.0,

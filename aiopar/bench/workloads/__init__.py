@@ -15,6 +15,7 @@ from ..runner import Bench
 from ..sizes import Sizes
 from . import (
     cold_start,
+    crawl,
     dask_chunks,
     dask_dag,
     loop_lag,
@@ -51,6 +52,7 @@ _EXTRA_MODULES: dict[str, ModuleType] = {
     "test_suite": test_suite,
     "dask_dag": dask_dag,
     "dask_chunks": dask_chunks,
+    "crawl": crawl,
 }
 
 EXTRA_WORKLOADS = tuple(_EXTRA_MODULES)
