@@ -133,6 +133,8 @@ def test_quick_run_json_has_every_workload_with_numbers(quick_run: dict[str, Any
         for library, module in THIRD_PARTY.items():
             if library in rows and importlib.util.find_spec(module) is None:
                 assert rows[library]["status"] == "not installed"
+            elif library in rows:  # installed: not started at quick sizes (--peers auto)
+                assert rows[library]["status"] == "skipped", (name, rows[library])
     lag = {row["contender"]: row for row in data["workloads"]["loop_lag"]["rows"]}
     for contender in CORE_ROWS:
         stats = lag[contender]["lag_ms"]
@@ -364,6 +366,7 @@ def test_third_party_rows_are_not_paired_with_rounds_they_were_not_in(
     monkeypatch.setitem(peers.SESSIONS, "fake", ("fake", lambda workers: Session()))
     runner = Bench.__new__(Bench)
     runner.repeat, runner.sizes, runner.memory = 2, bench.QUICK, PeakMemory()
+    runner.peers = True
     runner._progress, runner.workers, runner._expected = (lambda line: None), 1, [1]
     rows = runner.others(
         "py_tasks",
@@ -374,6 +377,40 @@ def test_third_party_rows_are_not_paired_with_rounds_they_were_not_in(
     assert [row.contender for row in rows] == ["fake"]
     assert rows[0].status == "ok", rows[0].note
     assert rows[0].in_rounds is False
+
+
+def test_installed_peers_are_skipped_when_told_and_started_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[int] = []
+
+    class Session:
+        def __init__(self, workers: int) -> None:
+            started.append(workers)
+
+        def map(self, func: Any, items: Any) -> list[Any]:
+            return [func(item) for item in items]
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(peers, "installed", lambda name: True)
+    monkeypatch.setitem(peers.SESSIONS, "fake", ("fake", Session))
+    runner = Bench.__new__(Bench)
+    runner.repeat, runner.sizes, runner.memory = 1, bench.QUICK, PeakMemory()
+    runner._progress, runner.workers, runner._expected = (lambda line: None), 1, [1]
+
+    def rows() -> list[Result]:
+        use = lambda session: runner.blocking(lambda: [1])  # noqa: E731
+        return runner.others("py_tasks", use, equal, libraries=("fake",))
+
+    runner.peers = False
+    skipped = rows()
+    assert [(row.contender, row.status) for row in skipped] == [("fake", "skipped")]
+    assert "--peers yes" in skipped[0].note and started == []
+    runner.peers = True
+    assert [(row.contender, row.status) for row in rows()] == [("fake", "ok")]
+    assert started == [1]
 
 
 def test_pool_rows_of_py_tasks_say_how_fast_they_ran_next_to_the_ceiling() -> None:

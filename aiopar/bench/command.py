@@ -72,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop to use"
     )
     parser.add_argument(
+        "--peers",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="rows for the other libraries that are installed (joblib, Ray, Dask, mpire,"
+        " aiomultiprocess): auto (the default) measures them at the full sizes and skips"
+        " them with --quick, where starting each would take longer than the rows",
+    )
+    parser.add_argument(
         "--cluster",
         metavar="ADDRESS",
         help=f"run the cluster workloads ({', '.join(CLUSTER_WORKLOADS)}) on the Dask"
@@ -127,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    bench = Bench(sizes, args.repeat, loop=args.loop, progress=progress, cluster=args.cluster)
+    peers = args.peers == "yes" or (args.peers == "auto" and not args.quick)
+    bench = Bench(
+        sizes, args.repeat, loop=args.loop, progress=progress, cluster=args.cluster, peers=peers
+    )
     about = machine(bench.workers)
     scale = "quick" if args.quick else "full"
     heading = (

@@ -197,6 +197,10 @@ SESSIONS: dict[str, tuple[str, Callable[[int], Any]]] = {
 """Library name: (the module that must be importable, the session class)."""
 
 
+SKIPPED = "other libraries run at the full sizes, or with --peers yes"
+"""The note of a peer's row that was not measured (``--quick``, ``--peers auto``)."""
+
+
 def installed(name: str) -> bool:
     """Whether the library ``name`` (a key of :data:`SESSIONS`) can be imported."""
     module = SESSIONS[name][0]

@@ -80,8 +80,10 @@ class Bench:
         loop: str = "asyncio",
         progress: Callable[[str], None] = lambda line: None,
         cluster: str | None = None,
+        peers: bool = True,
     ) -> None:
         self.sizes = sizes
+        self.peers = peers
         self.cluster_address = cluster
         self._cluster: ClusterSession | None = None
         self._cluster_failure: Exception | None = None
@@ -299,6 +301,9 @@ class Bench:
         for name in libraries:
             if not peers.installed(name):
                 results.append(Result(workload, name, status="not installed"))
+                continue
+            if not self.peers:
+                results.append(Result(workload, name, status="skipped", note=peers.SKIPPED))
                 continue
             try:
                 session = peers.SESSIONS[name][1](self.workers)

@@ -140,9 +140,14 @@ def run(bench: Bench) -> list[Result]:
     """A new interpreter from before ``import`` to the first result, per contender."""
     libraries = [name for name in peers.THIRD_PARTY if name in _COLD_CODE]
     names = ["sequential", "aiopar", "run_in_executor"]
-    names += [name for name in libraries if peers.installed(name)]
+    installed = [name for name in libraries if peers.installed(name)]
+    names += installed if bench.peers else []
     entries = [(name, functools.partial(_cold_start, name, bench.workers)) for name in names]
     rows = bench.measure("cold_start", entries, lambda value, expected: value == expected)
-    rows += [Result("cold_start", n, status="not installed") for n in libraries if n not in names]
+    rows += [
+        Result("cold_start", n, status="not installed") for n in libraries if n not in installed
+    ]
+    if not bench.peers:
+        rows += [Result("cold_start", n, status="skipped", note=peers.SKIPPED) for n in installed]
     order = ["sequential", "aiopar", "run_in_executor", *libraries]
     return sorted(rows, key=lambda row: order.index(row.contender))
