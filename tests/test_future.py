@@ -82,7 +82,12 @@ def test_wait_and_as_completed() -> None:
     futures = [JobFuture() for _ in range(3)]
     for future in futures:
         future.set_running_or_notify_cancel()
-    timer = _later(0.05, lambda: [f.set_result(i) for i, f in enumerate(futures)])
+
+    def finish_all() -> None:
+        for i, future in enumerate(futures):
+            future.set_result(i)
+
+    timer = _later(0.05, finish_all)
     done, not_done = cf.wait(futures, timeout=5)
     assert done == set(futures) and not not_done
     assert sorted(f.result() for f in cf.as_completed(futures, timeout=5)) == [0, 1, 2]
