@@ -163,15 +163,21 @@ class Batching(DispatchState):
             for job in jobs:
                 self._events.put(("unbatch", job))
             return
+        outcomes: list[tuple[bool, Any]] = []
         for job, data in zip(jobs, exec_future.result(), strict=True):
             try:
-                succeeded, value = pickle.loads(data)
+                outcomes.append(pickle.loads(data))
             except Exception as exc:
                 error = ResultLoadError(job.label, f" ({type(exc).__name__}: {exc})")
                 error.__cause__ = exc
-                succeeded, value = False, error
-            outcome = Settled(value) if succeeded else Settled(error=value)
-            self._on_exec_done(job, processes, outcome, pump=False)
+                outcomes.append((False, error))
+        rest = self._settle_batch(jobs, outcomes)  # the plain successes, in one pass
+        if rest:
+            by_job = {id(job): outcome for job, outcome in zip(jobs, outcomes, strict=True)}
+            for job in rest:
+                succeeded, value = by_job[id(job)]
+                outcome = Settled(value) if succeeded else Settled(error=value)
+                self._on_exec_done(job, processes, outcome, pump=False)
         if self._pending or self._closed:  # room for pending jobs: one wake-up for all
             self._events.put(("pump",))
 

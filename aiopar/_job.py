@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import _packing, _segments, _worker
+from ._future import JobFuture
 
 __all__ = ["Job", "KeptFuture", "Link", "Outcome", "Settled"]
 
@@ -31,7 +32,7 @@ class Job:
     kind: str
     payload: object
     label: str
-    future: cf.Future[Any] = field(default_factory=cf.Future)
+    future: cf.Future[Any] = field(default_factory=JobFuture)
     elapsed: float = 0.0  # seconds the worker spent computing, for chunk sizing
     id: int = field(default_factory=lambda: next(_job_ids))
     retries: int | None = None  # runs again after a crash of its worker; None: the pool's

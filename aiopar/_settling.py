@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from . import _carried, _envelopes, _segments, _shm
 from ._dispatch_state import DispatchState
@@ -77,6 +78,60 @@ class Settling(DispatchState):
             self._breakages_in_a_row = 0
         self._inflight.discard(job)
         return True
+
+    def _settle_batch(self, jobs: list[Job], outcomes: list[tuple[bool, Any]]) -> list[Job]:
+        """Deliver the plain successes of a batch in one pass; return the other jobs.
+
+        ``outcomes`` holds ``(succeeded, (elapsed, sent) or exception)`` per job. A job
+        is delivered here when :meth:`_settle_success` would deliver it; its slot is
+        given back with all the others under one taking of the slot lock, after every
+        future is set (``try_cancel`` then sees them done).
+        """
+        rest: list[Job] = []
+        delivered: list[Job] = []
+        arena_checks = self.arena is not None
+        for job, (succeeded, outcome) in zip(jobs, outcomes, strict=True):
+            if not succeeded or job.cancel_requested or job.segments or job.loan is not None:
+                rest.append(job)
+                continue
+            elapsed, sent = outcome
+            if _is_skipped(sent) or (
+                arena_checks
+                and (
+                    job.func_blob in self._result_sizes
+                    or (
+                        isinstance(sent, _envelopes.Packed)
+                        and job.result_segment is not None
+                        and _shm.held_size(job.result_segment)
+                    )
+                )
+            ):
+                rest.append(job)
+                continue
+            try:
+                value = _envelopes.unwrap(sent)
+            except Exception:
+                rest.append(job)  # fails with a ResultLoadError, the long way
+                continue
+            job.elapsed = elapsed
+            self._note_duration(job)
+            try:
+                job.future.set_result(value)
+            except cf.InvalidStateError:  # cancelled by try_cancel() while it ran: dropped
+                pass
+            job.exec_future = None
+            job.payload = None
+            delivered.append(job)
+        if delivered:
+            with self._slot_lock:
+                free = self._free_slots
+                for job in delivered:
+                    if job.slot >= 0:
+                        free.append(job.slot)
+                        job.slot = -1
+                self._breakages_in_a_row = 0
+            self._inflight.difference_update(delivered)
+        return rest
 
     def _finish(self, job: Job, exec_future: Outcome, crash: _Crash | None) -> None:
         self._settle(job, exec_future, crash)

@@ -3,22 +3,21 @@
 ``gather`` is in ``_gather.py``, ``remote`` in ``_remote.py``.
 
 ``submit`` makes a job and returns a :class:`TaskRef` at once. If TaskRefs stand among
-the arguments (also nested in lists, tuples, dicts and sets), the job waits: a
-done-callback on each dependency counts them down, and the last one puts the results in
-place of the refs and hands the job to the dispatcher. All of that runs in whichever
-thread finishes a dependency; none of it needs an event loop, so a graph can be built
-from sync code and awaited from any loop.
+the arguments (also nested in lists, tuples, dicts and sets), the job waits for them
+(``_dependencies.py``): the thread that finishes the last one puts the results in place
+of the refs and hands the job to the runner, right there. None of it needs an event
+loop, so a graph can be built from sync code and awaited from any loop.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import copy as _copy
+import functools
 import graphlib
 import itertools
 import pickle
 import sys
-import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -27,6 +26,7 @@ import anyio
 from ._checks import LOOP_BUDGET, check_arguments, plain_arguments, plain_value
 from ._codepickle import func_name
 from ._coroutine_jobs import job_function
+from ._dependencies import send_when_done
 from ._envelopes import CALL, dumps
 from ._job import Job, KeptFuture, Link
 from ._options import TaskOptions
@@ -164,21 +164,37 @@ class _Plan:
         self.containers: dict[int, Any] = {}
 
 
-def _flat_plan(root: tuple[tuple[Any, ...], dict[str, Any]]) -> _Plan | None:
-    """The plan for arguments ``root = (args, kwargs)`` that are TaskRefs and plain values
-    only (the common shape of a task graph), made without a walk; None for others."""
-    args, kwargs = root
-    plan = _Plan()
-    for container, values in ((args, args), (kwargs, kwargs.values())):
+def _flat_refs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[TaskRef[Any]] | None:
+    """The TaskRefs among ``args`` and ``kwargs`` when they hold TaskRefs and plain values
+    only (the common shape of a task graph), found without a walk; None for others."""
+    refs = []
+    for values in (args, kwargs.values()) if kwargs else (args,):
         for value in values:
             if type(value) is TaskRef:
-                plan.refs[id(value)] = value
-                plan.containers[id(container)] = container
+                refs.append(value)
             elif not plain_value(value):
                 return None
-    if plan.refs:
-        plan.containers[id(root)] = root  # rebuilt last, from the rebuilt args and kwargs
-    return plan
+    return refs
+
+
+def _resolve_flat(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    get: Callable[[TaskRef[Any]], Any] | None = None,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` of :func:`_flat_refs` with each TaskRef replaced by ``get(ref)``:
+    by default its (finished) result."""
+    if get is None:
+        args = tuple([v._job.future.result() if type(v) is TaskRef else v for v in args])
+        if kwargs:
+            kwargs = {
+                k: v._job.future.result() if type(v) is TaskRef else v for k, v in kwargs.items()
+            }
+        return args, kwargs
+    args = tuple([get(v) if type(v) is TaskRef else v for v in args])
+    if kwargs:
+        kwargs = {k: get(v) if type(v) is TaskRef else v for k, v in kwargs.items()}
+    return args, kwargs
 
 
 def _find_refs(value: Any, label: str, budget: int = LOOP_BUDGET) -> _Plan:
@@ -303,9 +319,8 @@ def submit(
     cancel = pool._check_cancel(options.cancel) if options is not None else None
     blob, concurrency = job_function(func, None, pool.concurrency)
     label = f"task {func_name(func)}#{next(_task_ids)}"
-    root = (args, kwargs)
     plain = plain_arguments(args, kwargs)
-    flat = None if plain else _flat_plan(root)
+    flat = None if plain else _flat_refs(args, kwargs)
     if not plain and flat is None:
         check_arguments(args, kwargs, label)
     job = Job(blob, CALL, None, label)
@@ -316,61 +331,31 @@ def submit(
     if options is not None:
         job.retries = options.retries
     ref: TaskRef[R] = TaskRef(job, pool, cancel)
-    if plain:  # nothing to look for: no TaskRef among them
-        job.payload = (args, kwargs)
-        job.plain = True
-        dispatcher.submit(job)
+    refs = flat
+    plan: _Plan | None = None
+    root = (args, kwargs)  # the plan finds containers by identity: this very tuple
+    if flat is None and not plain:  # TaskRefs may be anywhere inside the arguments
+        plan = _find_refs(root, label)
+        refs = list(plan.refs.values())
+    if refs:
+        if links is not None and all(found._pool is pool for found in refs):
+            # The runner passes the results from job to job where they run.
+            job.payload = (
+                _resolve_flat(args, kwargs, _link) if plan is None else _resolve(root, plan, _link)
+            )
+            job.linked = True
+            dispatcher.submit(job)
+            return ref
+        resolve = (
+            functools.partial(_resolve_flat, args, kwargs)
+            if plan is None
+            else functools.partial(_resolve, root, plan)
+        )
+        send_when_done(job, dispatcher, [found._job.future for found in refs], resolve)
         return ref
-    plan = _find_refs(root, label) if flat is None else flat
-    found = plan.refs
-    if not found:
-        job.payload = (args, kwargs)
-        dispatcher.submit(job)
-        return ref
-    if links is not None and all(ref._pool is pool for ref in found.values()):
-        # The runner passes the results from job to job where they run.
-        job.payload = _resolve(root, plan, _link)
-        job.linked = True
-        dispatcher.submit(job)
-        return ref
-
-    remaining = len(found)
-    lock = threading.Lock()
-    # The arguments (and the refs in them) are dropped once the job is sent or failed:
-    # the dependencies' futures keep this callback, and must not keep their own refs.
-    arguments: list[Any] = [root, plan]
-
-    def fail(exc: BaseException) -> None:
-        if job.future.set_running_or_notify_cancel():  # False: cancelled meanwhile
-            job.future.set_exception(exc)
-
-    def on_dependency_done(dependency: cf.Future[Any]) -> None:
-        nonlocal remaining
-        with lock:  # dependencies may finish in several threads at once
-            remaining -= 1
-            if job.future.done() or not arguments:
-                arguments.clear()
-                return
-            if dependency.cancelled():
-                arguments.clear()
-                job.future.cancel()
-            elif dependency.exception() is not None:
-                arguments.clear()
-                fail(dependency.exception())  # type: ignore[arg-type]
-            elif remaining == 0:
-                try:
-                    resolved = _resolve(arguments[0], arguments[1])
-                    job.payload = resolved
-                    job.plain = plain_arguments(*resolved)
-                except BaseException as exc:
-                    fail(exc)
-                else:
-                    dispatcher.submit(job)
-                finally:
-                    arguments.clear()
-
-    for dependency in found.values():
-        dependency.future.add_done_callback(on_dependency_done)
+    job.payload = root
+    job.plain = plain  # plain values only: sent as they are
+    dispatcher.submit(job)
     return ref
 
 

@@ -5,8 +5,10 @@ of a batch cancelled before it started never runs."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures as cf
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -229,3 +231,51 @@ async def test_a_task_of_plain_arguments_is_sent_without_an_outbound_envelope() 
     assert sent[0] == ((2, 3), {})
     assert sent[1] == ((1, 1), {}) and sent[2] == ((2, 3), {})  # resolved: plain too
     assert isinstance(sent[3], _envelopes.Outbound)  # a list: may hold arrays
+
+
+# ── settling: a batch's plain successes in one pass ──────────────────────────────────
+
+
+class _CountingLock:
+    """A lock that counts how often each thread takes it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.taken: collections.Counter[str] = collections.Counter()
+
+    def __enter__(self) -> bool:
+        self._lock.acquire()
+        self.taken[threading.current_thread().name] += 1
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_batch_of_successes_takes_the_slot_lock_once_to_give_its_slots_back() -> None:
+    async with pool_in_mode("always") as pool:
+        await pool.gather(*[pool.submit(workers.double, i) for i in range(4)])  # workers up
+        dispatcher = dispatcher_of(pool)
+        counting = _CountingLock()
+        dispatcher._slot_lock = counting  # type: ignore[assignment]
+        batches: list[int] = []
+        launch = dispatcher._launch_batch
+
+        def counted(jobs: list[Any]) -> None:
+            batches.append(len(jobs))
+            launch(jobs)
+
+        dispatcher._launch_batch = counted  # type: ignore[method-assign]
+        before = dispatcher._batched_jobs
+        got = await pool.gather(*[pool.submit(workers.double, i) for i in range(200)])
+        assert got == [2 * i for i in range(200)]
+        assert dispatcher._batched_jobs - before == sum(batches) > 0
+        # The executor's manager thread settles the batches: once per batch at most
+        # (jobs sent alone take it once each), not once or twice per job.
+        settling = sum(n for name, n in counting.taken.items() if name != "aiopar-dispatch")
+        alone = 200 - sum(batches)
+        assert settling <= len(batches) + 2 * alone
+        assert not dispatcher._inflight
+        assert sorted(dispatcher._free_slots) == list(range(len(dispatcher._slots)))
