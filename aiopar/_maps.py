@@ -167,7 +167,7 @@ async def _chunk_results(
         while True:
             while (
                 not exhausted
-                and sizer.ready()
+                and sizer.ready(len(out))
                 and len(out) < 4 * pool.workers
                 and (limit is None or items_out < limit)
             ):
