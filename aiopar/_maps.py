@@ -153,6 +153,8 @@ async def _chunk_results(
     if isinstance(items, Sequence):  # all of it, before anything runs
         await check_items(items, f"{caller}({name})")
     sizer = ChunkSizer(pool.workers, chunksize, length)
+    # A list is cut by slicing (a copy of pointers), not taken item by item.
+    sliced = items if isinstance(items, list) and type(items) is list else None
     limit = max_inflight
     if limit is None and caller == "imap":  # bounded memory by default, see imap()
         limit = IMAP_INFLIGHT_PER_WORKER * pool.workers
@@ -174,7 +176,10 @@ async def _chunk_results(
                 size = sizer.next_size()
                 if limit is not None:
                     size = min(size, limit - items_out)
-                chunk = await take(source, size)
+                if sliced is not None:
+                    chunk = sliced[taken : taken + size]
+                else:
+                    chunk = await take(source, size)
                 if len(chunk) < size:
                     exhausted = True
                 if not chunk:
