@@ -9,11 +9,12 @@
   given it sends one probe item per worker and measures how long an item takes in the
   worker. A single item's time overstates a cheap item's cost many times over (the
   worker's timer and a cold cache weigh more than the item), so until a chunk of
-  several items has been measured, no more chunks than workers are out; the estimate
-  then weighs each measurement by its items. When the number of items is known, each
-  chunk takes a share of what is left (guided scheduling): large chunks first, smaller
-  and smaller ones toward the end, so that the workers finish together with few chunks
-  sent. Otherwise chunks carry about :data:`TARGET_CHUNK_SECONDS` of work each.
+  several items has been measured, at most two chunks per worker are out (the first,
+  large shares of a guided map); the estimate then weighs each measurement by its
+  items. When the number of items is known, each chunk takes a share of what is left
+  (guided scheduling): large chunks first, smaller and smaller ones toward the end, so
+  that the workers finish together with few chunks sent. Otherwise chunks carry about
+  :data:`TARGET_CHUNK_SECONDS` of work each.
 * :func:`combine` joins per-piece answers by the type of the first one.
 * :func:`take` pulls the next chunk of items from a sync or async iterator.
 """
@@ -257,13 +258,14 @@ class ChunkSizer:
 
         ``chunks_out``: chunks sent and not yet observed. Until a chunk of several
         items has been measured, the estimate stands on single probe items, which
-        overstate a cheap item's cost: then at most one chunk per worker is out.
+        overstate a cheap item's cost: then at most two chunks per worker are out, one
+        running and one waiting behind it, so no worker idles while the first comes back.
         """
         if self._fixed is not None:
             return True
         if self._seconds_per_item is None:
             return self._probes < self._workers
-        return self._measured_chunk or chunks_out < self._workers
+        return self._measured_chunk or chunks_out < 2 * self._workers
 
     def next_size(self) -> int:
         """Size of the next chunk (at least 1)."""
