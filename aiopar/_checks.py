@@ -1,15 +1,16 @@
 """Refusing functions and arguments that cannot work in a worker, before any work starts.
 
-Functions (:func:`check_function`, used by every call through ``pickle_function``): an
-async generator function or a generator function (also behind a ``functools.partial``,
-or as the ``__call__`` of an object) is refused: its result, a generator, cannot be sent
-back from a worker. An ``async def`` function is accepted (:func:`is_coroutine_function`
-tells the calls, which run it on the worker's event loop: see ``_worker_loop.py``).
+Functions: :func:`check_function` and :func:`is_coroutine_function` (see
+``_function_check.py``), used by every call through ``pickle_function``.
 
 Arguments are pickled only when a job is sent (in the executor's feeder thread, off the
 event loop), which is too late to refuse a bad call as a whole: its first jobs may
 already have run. So calls look at their arguments first, cheaply:
 
+* a list or tuple of items made only of Python's own scalars and containers (ints,
+  strings, tuples of them...) is passed over after one pass of the C pickler into
+  nothing (``_plain.plain_pickles``), which stops at the first object of another type;
+  then, or for anything else:
 * values of types that always pickle (numbers, strings, bytes, numpy arrays without
   object dtype, pandas objects) are passed over by type, whatever their size;
 * lists, tuples, sets and dicts are walked;
@@ -39,8 +40,6 @@ itself is one), keeping what it visited alive while it runs. On the caller's thr
 
 from __future__ import annotations
 
-import functools
-import inspect
 import io
 import itertools
 import pickle
@@ -50,9 +49,14 @@ from typing import Any
 
 import anyio
 
+from ._function_check import check_function, is_coroutine_function
+from ._plain import PLAIN, OverBudget, plain_arguments, plain_pickles, plain_value
+
 __all__ = [
     "INLINE_ITEMS",
     "LOOP_BUDGET",
+    "PLAIN_PIECE",
+    "PLAIN_PIECE_BYTES",
     "check_arguments",
     "check_function",
     "check_items",
@@ -65,82 +69,20 @@ __all__ = [
 INLINE_ITEMS = 2_000
 #: Most objects one check looks at on the caller's thread (a few milliseconds of work).
 LOOP_BUDGET = 10_000
+#: A list or tuple of items is first tested for plain data (``_plain.plain_pickles``) on
+#: the caller's thread in pieces of this many items, yielding to the event loop between
+#: pieces, each piece making at most :data:`PLAIN_PIECE_BYTES` of pickle (about 0.3 ms).
+PLAIN_PIECE = 16_384
+#: See :data:`PLAIN_PIECE`; past it the rest is tested in a worker thread.
+PLAIN_PIECE_BYTES = 1 << 20
 _ALWAYS = frozenset({int, float, complex, bool, str, bytes, bytearray, type(None), range})
 _CONTAINERS = (list, tuple, set, frozenset)
-_PLAIN = frozenset({int, float, complex, bool, str, bytes, type(None)})
 _IN_MEMORY_FILES = (io.BytesIO, io.StringIO)
 _ADVICE = (
     "pass picklable data (plain values, arrays, dataclasses), and create locks, sockets "
     "or open files inside the worker, for example with Pool(initializer=...) and "
     "aiopar.worker_state()"
 )
-
-
-# ── functions ──────────────────────────────────────────────────────────────────────────
-
-
-def _name(func: object) -> str:
-    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
-    return name if isinstance(name, str) else type(func).__name__
-
-
-def _function_kind(func: object) -> str | None:
-    """``"async"``, ``"async generator"``, ``"generator"`` or None (a plain callable)."""
-    # A RemoteFunction needs no unwrapping: making one checks its function, so it
-    # never holds one of the kinds refused here.
-    target = func
-    for _ in range(100):  # partials of partials
-        if isinstance(target, functools.partial):
-            target = target.func
-        else:
-            break
-    candidates = [target]
-    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isclass(target)):
-        call = getattr(type(target), "__call__", None)  # noqa: B004
-        if call is not None:
-            candidates.append(call)
-    for candidate in candidates:
-        if inspect.iscoroutinefunction(candidate):
-            return "async"
-        if inspect.isasyncgenfunction(candidate):
-            return "async generator"
-        if inspect.isgeneratorfunction(candidate):
-            return "generator"
-    return None
-
-
-def is_coroutine_function(func: object) -> bool:
-    """Whether calling ``func`` makes a coroutine (``async def``, also behind a
-    ``functools.partial`` or as an object's ``__call__``): it runs on a worker's loop."""
-    return _function_kind(func) == "async"
-
-
-def check_function(func: object, argument: str = "func", *, initializer: bool = False) -> None:
-    """Raise TypeError, naming ``argument``, unless ``func`` can run in a worker.
-
-    Refused: what is not callable; async generator functions and generator functions
-    (a generator cannot be sent back). ``async def`` functions are accepted; with
-    ``initializer=True`` async generator functions too (the worker's state is what
-    they yield, see ``Pool(initializer=...)``).
-    """
-    if not callable(func):
-        raise TypeError(f"{argument} must be callable, got {type(func).__name__}: {func!r}")
-    kind = _function_kind(func)
-    if kind is None or kind == "async" or (initializer and kind == "async generator"):
-        return
-    name = _name(func)
-    if kind == "generator":
-        raise TypeError(
-            f"{argument}={name} is a generator function: its result, a generator, cannot "
-            "be sent back from a worker process; make it return a list (return "
-            "list(...)), or iterate in the parent"
-        )
-    raise TypeError(
-        f"{argument}={name} is an async generator function (async def with yield): its "
-        "result, an async generator, cannot be sent back from a worker process; make it "
-        "an async def that returns a list (return [x async for x in ...]), or iterate "
-        "in the parent"
-    )
 
 
 # ── arguments ──────────────────────────────────────────────────────────────────────────
@@ -339,25 +281,10 @@ def _first(values: Iterable[Any], budget: int | None) -> tuple[int, _Culprit] | 
     return None
 
 
-def plain_value(value: Any) -> bool:
-    """Whether ``value`` is a number, a string, bytes, None, or a tuple of at most 8 of
-    those: it pickles, and holds no TaskRef."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return True
-    return kind is tuple and len(value) <= 8 and all(type(v) in _PLAIN for v in value)
-
-
-def plain_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Whether every argument is a plain value (see :func:`plain_value`): a call with
-    them needs no walk (the common case of many small tasks)."""
-    return all(map(plain_value, (*args, *kwargs.values()) if kwargs else args))
-
-
 def _all_plain(items: Sequence[Any]) -> bool:
     """Whether every item is a plain value (see :func:`plain_arguments`): a check in C
     of their types, a few hundredths of a microsecond an item."""
-    return set(map(type, items)) <= _PLAIN
+    return set(map(type, items)) <= PLAIN
 
 
 def _first_unless_plain(items: Sequence[Any]) -> tuple[int, _Culprit] | None:
@@ -386,12 +313,15 @@ def check_arguments(args: Sequence[Any], kwargs: dict[str, Any], label: str) -> 
 
 async def check_items(items: Sequence[Any], label: str, start: int = 0) -> None:
     """Raise TypeError naming the first of ``items`` that cannot be pickled (its index
-    counted from ``start``). Long sequences, and items with more than
-    :data:`LOOP_BUDGET` objects in all, are looked at in a worker thread.
+    counted from ``start``). A list or tuple of plain data passes after one pass of the
+    C pickler (:func:`_plain_items`); otherwise long sequences, and items with more than
+    :data:`LOOP_BUDGET` objects in all, are walked in a worker thread.
 
     Cancellation: a cancelled caller stops waiting; a walk in a thread runs to its end.
     """
     if isinstance(items, range):
+        return
+    if type(items) in (list, tuple) and await _plain_items(items):
         return
     found: tuple[int, _Culprit] | None
     if len(items) > INLINE_ITEMS:
@@ -408,3 +338,18 @@ async def check_items(items: Sequence[Any], label: str, start: int = 0) -> None:
         what = f"items[{start + index}]"
         culprit.path = what + culprit.path[len(f"items[{index}]") :]  # count from `start`
         raise _error(what, label, items[index], culprit, what)
+
+
+async def _plain_items(items: Sequence[Any]) -> bool:
+    """Whether every item is plain data (``_plain.plain_pickles``): on this thread piece
+    by piece (:data:`PLAIN_PIECE`), the rest in a worker thread once a piece is over
+    its budget. False at the first object of another type: the walk tells what it is."""
+    for begin in range(0, len(items), PLAIN_PIECE):
+        if begin:
+            await anyio.lowlevel.checkpoint()
+        try:
+            if not plain_pickles(items[begin : begin + PLAIN_PIECE], PLAIN_PIECE_BYTES):
+                return False
+        except OverBudget:
+            return await anyio.to_thread.run_sync(plain_pickles, items[begin:])
+    return True

@@ -7,9 +7,13 @@
   :data:`PIECE_BYTES`, in a multiple of the number of workers.
 * :class:`ChunkSizer` picks the size of the next chunk of a map. With no ``chunksize``
   given it sends one probe item per worker and measures how long an item takes in the
-  worker. When the number of items is known, each chunk then takes a share of what is
-  left (guided scheduling): large chunks first, smaller and smaller ones toward the end,
-  so that the workers finish together with few chunks sent. Otherwise chunks carry about
+  worker. A single item's time overstates a cheap item's cost many times over (the
+  worker's timer and a cold cache weigh more than the item), so until a chunk of
+  several items has been measured, at most two chunks per worker are out (the first,
+  large shares of a guided map); the estimate then weighs each measurement by its
+  items. When the number of items is known, each chunk takes a share of what is left
+  (guided scheduling): large chunks first, smaller and smaller ones toward the end, so
+  that the workers finish together with few chunks sent. Otherwise chunks carry about
   :data:`TARGET_CHUNK_SECONDS` of work each.
 * :func:`combine` joins per-piece answers by the type of the first one.
 * :func:`take` pulls the next chunk of items from a sync or async iterator.
@@ -47,6 +51,15 @@ GUIDED_SHARES = 2
 #: Smallest chunk toward the end of a guided map, in seconds of work (at least one item):
 #: cheap items do not end in a trail of tiny chunks that cost more to send than to run.
 TAIL_CHUNK_SECONDS = 0.01
+
+#: The smallest chunk of a guided map never needs more than ``1 / (TAIL_SHARES * workers)``
+#: of all its items (nor fewer than :data:`TAIL_ITEMS`): cheap items worth less than the
+#: tail duration in all are still spread over every worker, in a few chunks each.
+TAIL_SHARES = 4
+
+#: See :data:`TAIL_SHARES`: fewer cheap items than this cost more to send apart than
+#: to run in one chunk.
+TAIL_ITEMS = 1000
 
 #: Largest chunk, in seconds of work (at least one item): a chunk is what a worker
 #: cannot give up halfway (cancellation) and what a progress bar counts at once.
@@ -231,16 +244,28 @@ class ChunkSizer:
         self._workers = workers
         self._fixed = chunksize
         self._remaining = length
-        self._seconds_per_item: float | None = None
-        self._probes = 0
-
-    def ready(self) -> bool:
-        """False while probing: wait for a measurement before sending more chunks."""
-        return (
-            self._fixed is not None
-            or self._seconds_per_item is not None
-            or (self._probes < self._workers)
+        # The smallest chunk a guided map needs, whatever an item costs (TAIL_SHARES).
+        self._spread = (
+            None if length is None else max(TAIL_ITEMS, math.ceil(length / (TAIL_SHARES * workers)))
         )
+        self._seconds_per_item: float | None = None
+        self._weight = 0.0  # how many items the estimate stands on, older ones fading
+        self._probes = 0
+        self._measured_chunk = False  # a chunk of more than one item has come back
+
+    def ready(self, chunks_out: int = 0) -> bool:
+        """False while probing: wait for a measurement before sending more chunks.
+
+        ``chunks_out``: chunks sent and not yet observed. Until a chunk of several
+        items has been measured, the estimate stands on single probe items, which
+        overstate a cheap item's cost: then at most two chunks per worker are out, one
+        running and one waiting behind it, so no worker idles while the first comes back.
+        """
+        if self._fixed is not None:
+            return True
+        if self._seconds_per_item is None:
+            return self._probes < self._workers
+        return self._measured_chunk or chunks_out < 2 * self._workers
 
     def next_size(self) -> int:
         """Size of the next chunk (at least 1)."""
@@ -251,11 +276,11 @@ class ChunkSizer:
             size = 1
         else:
             per_item = max(self._seconds_per_item, 1e-9)
-            if self._remaining is None:
+            if self._remaining is None or self._spread is None:
                 size = max(1, int(TARGET_CHUNK_SECONDS / per_item))
             else:
                 share = math.ceil(self._remaining / (GUIDED_SHARES * self._workers))
-                tail = max(1, int(TAIL_CHUNK_SECONDS / per_item))
+                tail = min(max(1, int(TAIL_CHUNK_SECONDS / per_item)), self._spread)
                 largest = max(1, int(MAX_CHUNK_SECONDS / per_item))
                 size = max(1, min(max(share, tail), largest, self._remaining))
         if self._remaining is not None:
@@ -263,14 +288,24 @@ class ChunkSizer:
         return size
 
     def observe(self, items: int, seconds: float) -> None:
-        """Record that a chunk of ``items`` items took ``seconds`` in a worker."""
+        """Record that a chunk of ``items`` items took ``seconds`` in a worker.
+
+        The estimate is an average per item over the chunks measured, each weighed by
+        its number of items, the weight of the older ones halved at each chunk: a chunk
+        of thousands of items outweighs a probe item, and a change of cost shows within
+        a few chunks.
+        """
         if self._fixed is not None or items == 0:
             return
-        per_item = seconds / items
+        if items > 1:
+            self._measured_chunk = True
         if self._seconds_per_item is None:
-            self._seconds_per_item = per_item
-        else:
-            self._seconds_per_item = 0.5 * (self._seconds_per_item + per_item)
+            self._seconds_per_item = seconds / items
+            self._weight = float(items)
+            return
+        kept = 0.5 * self._weight
+        self._seconds_per_item = (kept * self._seconds_per_item + seconds) / (kept + items)
+        self._weight = kept + items
 
 
 async def take(source: Iterator[Any] | AsyncIterator[Any], size: int) -> list[Any]:

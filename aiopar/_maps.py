@@ -157,6 +157,8 @@ async def _chunk_results(
     if concurrency and chunksize is None:  # an async def: chunks that feed `concurrency`
         chunksize = coroutine_chunksize(concurrency, pool.workers, length)
     sizer = ChunkSizer(pool.workers, chunksize, length)
+    # A list is cut by slicing (a copy of pointers), not taken item by item.
+    sliced = items if isinstance(items, list) and type(items) is list else None
     limit = max_inflight
     if limit is None and caller == "imap":  # bounded memory by default, see imap()
         limit = IMAP_INFLIGHT_PER_WORKER * pool.workers
@@ -171,14 +173,17 @@ async def _chunk_results(
         while True:
             while (
                 not exhausted
-                and sizer.ready()
+                and sizer.ready(len(out))
                 and len(out) < 4 * pool.workers
                 and (limit is None or items_out < limit)
             ):
                 size = sizer.next_size()
                 if limit is not None:
                     size = min(size, limit - items_out)
-                chunk = await take(source, size)
+                if sliced is not None:
+                    chunk = sliced[taken : taken + size]
+                else:
+                    chunk = await take(source, size)
                 if len(chunk) < size:
                     exhausted = True
                 if not chunk:

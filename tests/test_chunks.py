@@ -18,6 +18,8 @@ import pytest
 from aiopar._chunks import (
     MAX_CHUNK_SECONDS,
     TAIL_CHUNK_SECONDS,
+    TAIL_ITEMS,
+    TAIL_SHARES,
     TARGET_CHUNK_SECONDS,
     ChunkSizer,
     check_chunk_args,
@@ -301,6 +303,53 @@ def test_guided_chunks_stop_shrinking_at_the_tail_duration() -> None:
     assert min(sizes[2:]) == int(TAIL_CHUNK_SECONDS / 0.001) == 10
     assert sizes[2:] == sorted(sizes[2:], reverse=True)
     assert len(sizes) < 1000 * 0.001 / TARGET_CHUNK_SECONDS  # fewer than 50 ms chunks
+
+
+def test_until_a_chunk_is_measured_at_most_two_chunks_per_worker_are_out() -> None:
+    # A probe item overstates a cheap item's cost (timer, cold cache): chunks sized from
+    # it alone would be far too small, so few are sent before a real chunk comes back.
+    sizer = ChunkSizer(workers=2, chunksize=None, length=100_000)
+    assert [sizer.next_size(), sizer.next_size()] == [1, 1]
+    sizer.observe(1, 1e-5)  # one probe back; the other is still out
+    assert sizer.ready(3) and not sizer.ready(4)
+    first = [sizer.next_size() for _ in range(3)]
+    sizer.observe(1, 1e-5)  # the second probe
+    assert sizer.ready(3) and not sizer.ready(4)
+    sizer.next_size()
+    sizer.observe(first[0], first[0] * 1e-7)  # a chunk of many items: now measured
+    assert sizer.ready(3) and sizer.ready(8)
+
+
+def _sizes_after_a_chunk(length: int, probe_s: float, item_s: float) -> list[int]:
+    """Sizes of a guided map on 2 workers whose probes took ``probe_s`` each and whose
+    first chunk measured ``item_s`` per item (the second is still out)."""
+    sizer = ChunkSizer(workers=2, chunksize=None, length=length)
+    sizes = [sizer.next_size(), sizer.next_size()]
+    sizer.observe(1, probe_s)
+    sizer.observe(1, probe_s)
+    sizes += [sizer.next_size(), sizer.next_size()]
+    sizer.observe(sizes[2], sizes[2] * item_s)
+    while sum(sizes) < length:
+        sizes.append(sizer.next_size())
+    return sizes
+
+
+def test_a_measured_chunk_outweighs_the_probes_that_overstated_the_cost() -> None:
+    # 100,000 items of 0.1 µs whose probe items took 10 µs: 9 chunks, as with the
+    # true cost known, not the 20-odd the probes' figure would cut.
+    sizes = _sizes_after_a_chunk(100_000, 1e-5, 1e-7)
+    assert sizes == [1, 1, 25_000, 18_750, 14_062, 12_500, 12_500, 12_500, 4_686]
+
+
+def test_cheap_items_are_spread_over_every_worker_in_a_few_chunks_each() -> None:
+    # 10 ms of work in all, under the tail duration, yet not one chunk for one worker:
+    # no chunk needs more than an eighth of the items (2 workers, TAIL_SHARES of them).
+    sizes = _sizes_after_a_chunk(100_000, 1e-7, 1e-7)
+    assert max(sizes) <= 100_000 // 4  # guided shares first, then
+    assert min(sizes[2:-1]) == 100_000 // (TAIL_SHARES * 2)  # never under an eighth
+    assert len(sizes) <= 2 + 2 * TAIL_SHARES + 1
+    # fewer items than TAIL_ITEMS are not worth spreading: the rest go in one chunk
+    assert _sizes_after_a_chunk(TAIL_ITEMS, 1e-7, 1e-7)[2] == TAIL_ITEMS - 2
 
 
 def test_guided_chunks_never_exceed_the_largest_duration() -> None:

@@ -1,4 +1,5 @@
-"""Tests for ``python -m aiopar demo`` (aiopar/demo.py) and the command line (aiopar/__main__.py).
+"""Tests for ``python -m aiopar demo`` (the package aiopar/demo/) and the command line
+(aiopar/__main__.py).
 
 They run the real command in a subprocess, with real worker processes. No timing is
 asserted: the machines these run on are shared and noisy, so only the shape of the
@@ -105,9 +106,9 @@ def test_demo_help_lists_its_options() -> None:
 
 
 def row(name: str, sequential_s: float, aiopar_s: float, others: float | None = None) -> str:
-    from aiopar import demo
+    from aiopar.demo import table
 
-    return demo._format_row(demo.Row(name, sequential_s, aiopar_s, "notes", others))
+    return table.format_row(table.Row(name, sequential_s, aiopar_s, "notes", others))
 
 
 def test_a_faster_row_has_no_reason() -> None:
@@ -130,11 +131,11 @@ def test_a_slower_row_says_why_next_to_it() -> None:
 
 
 def test_the_load_line_shows_only_when_other_processes_use_the_cpus() -> None:
-    from aiopar import demo
+    from aiopar.demo import table
 
-    assert demo._load_line(None, 2) == ""
-    assert demo._load_line(0.05, 2) == ""
-    line = demo._load_line(0.6, 2)
+    assert table.load_line(None, 2) == ""
+    assert table.load_line(0.05, 2) == ""
+    line = table.load_line(0.6, 2)
     assert line.startswith("machine load: other processes used 60% of the 2 CPUs during the demo")
 
 

@@ -72,6 +72,21 @@ async def test_automatic_chunks_are_large_for_cheap_items_and_single_for_slow_on
 
 
 @pytest.mark.asyncio
+async def test_a_list_is_cut_into_chunks_by_slicing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiopar import _maps
+
+    def item_by_item(source: object, size: int) -> None:
+        raise AssertionError("a list was taken item by item")
+
+    monkeypatch.setattr(_maps, "take", item_by_item)
+    xs = list(range(5000))
+    squares = [x * x for x in xs]
+    assert await aiopar.amap(workers.square, xs) == squares
+    assert sorted(await aiopar.amap(workers.square, xs, chunksize=333, ordered=False)) == squares
+    assert [y async for y in aiopar.imap(workers.square, xs, max_inflight=100)] == squares
+
+
+@pytest.mark.asyncio
 async def test_imap_streams_an_endless_source_with_bounded_inflight() -> None:
     taken = 0
 

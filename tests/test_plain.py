@@ -1,0 +1,120 @@
+"""Plain data told in one pass of the C pickler (aiopar/_plain.py), and how the checks
+of ``amap``'s items use it (aiopar/_checks.py): fast for builtin data, and every other
+object still walked, so every refusal stays."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+from aiopar import _checks, _plain
+from aiopar._checks import PLAIN_PIECE, PLAIN_PIECE_BYTES, check_items
+from aiopar._plain import OverBudget, plain_pickles
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Items(list[Any]):
+    """A list subclass: not one of Python's own containers."""
+
+
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_builtin_scalars_and_containers_are_plain_however_nested() -> None:
+    cycle: list[Any] = [1]
+    cycle.append(cycle)
+    shared: list[Any] = [0]
+    for _ in range(30):
+        shared = [shared, shared]  # 2**30 paths, 31 lists
+    values: list[Any] = [
+        1, 2.5, 3j, True, None, "text", b"bytes", bytearray(b"ba"), range(5),
+        [1, (2, "x")], {"a": {1: [2.0]}}, {1, 2}, frozenset({"f"}), cycle, shared,
+    ]  # fmt: skip
+    assert plain_pickles(values)
+    assert all(plain_pickles(value) for value in values)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        threading.Lock(),
+        [1, 2, (3, threading.Lock())],
+        {"key": np.zeros(3)},  # passed over by type by the walk, not pickled here
+        [Color.RED],  # an int subclass
+        Items([1, 2]),
+        [len],  # a function
+        [object()],
+        nested(100_000),  # deeper than the recursion limit: the walk is iterative
+    ],
+    ids=["lock", "lock-in-tuple", "array", "int-enum", "list-subclass", "function",
+         "object", "deep"],
+)  # fmt: skip
+def test_anything_else_is_not_plain(value: object) -> None:
+    assert not plain_pickles(value)
+
+
+def test_the_byte_budget_stops_the_pickler() -> None:
+    with pytest.raises(OverBudget):
+        plain_pickles(list(range(1_000_000)), budget=1 << 16)
+    assert plain_pickles(list(range(1000)), budget=1 << 16)
+
+
+def test_a_long_list_of_tuples_is_checked_without_a_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    items = [(i, str(i)) for i in range(3 * PLAIN_PIECE)]
+
+    class NoWalk:
+        def __init__(self, budget: int | None) -> None:
+            raise AssertionError("plain items were walked object by object")
+
+    monkeypatch.setattr(_checks, "_Walker", NoWalk)
+    anyio.run(check_items, items, "amap(f)")
+
+
+def test_over_the_budget_the_rest_is_checked_in_a_worker_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[int, int | None, bool]] = []  # items, budget, in the caller's thread
+    caller = threading.get_ident()
+    real = _plain.plain_pickles
+
+    def spy(value: Any, budget: int | None = None) -> bool:
+        calls.append((len(value), budget, threading.get_ident() == caller))
+        return real(value, budget)
+
+    monkeypatch.setattr(_checks, "plain_pickles", spy)
+    big = list(range(PLAIN_PIECE_BYTES))  # one item pickles to more than the budget
+    items: list[Any] = [1, 2, big, 3]
+    anyio.run(check_items, items, "amap(f)")
+    assert calls == [(4, PLAIN_PIECE_BYTES, True), (4, None, False)]
+    calls.clear()
+    anyio.run(check_items, list(range(2 * PLAIN_PIECE + 1)), "amap(f)")
+    assert calls == [(PLAIN_PIECE, PLAIN_PIECE_BYTES, True)] * 2 + [(1, PLAIN_PIECE_BYTES, True)]
+
+
+@pytest.mark.parametrize(
+    ("items", "culprit"),
+    [
+        ([(i, "x") for i in range(5000)] + [(1, threading.Lock())], r"items\[5000\]\[1\]"),
+        ([*range(3 * PLAIN_PIECE), threading.Lock()], rf"items\[{3 * PLAIN_PIECE}\]"),
+        ([[1, 2], {"k": threading.Lock()}], r"items\[1\]\['k'\]"),
+        ((1, threading.Lock()), r"items\[1\] of amap\(f\)"),
+    ],
+    ids=["tuples", "ints", "dict", "tuple-of-items"],
+)
+def test_what_is_not_plain_is_still_walked_and_refused_by_name(
+    items: list[Any], culprit: str
+) -> None:
+    with pytest.raises(TypeError, match=culprit):
+        anyio.run(check_items, items, "amap(f)")
