@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import multiprocessing
 import os
 import pickle
 import signal
@@ -93,6 +94,16 @@ def _key() -> str | None:
     return key if isinstance(key, str) else None
 
 
+def _enter_worker() -> None:
+    """Make this process count as a worker (see :func:`run`) if it is a Dask worker
+    process of its own: a daemonic one, as the nanny starts them, which could not
+    start worker processes anyway. A cluster whose workers are threads of the caller's
+    process (``LocalCluster(processes=False)``) leaves it a caller: calls there use the
+    caller's default pool."""
+    if not _worker.in_worker() and multiprocessing.current_process().daemon:
+        _worker._state = None
+
+
 class Skipped:
     """Returned by a task whose pool cancelled it before it started."""
 
@@ -126,10 +137,9 @@ def run(token: str, func_blob: bytes, kind: str, payload: Any, timed: bool, *res
                 "the Dask workers (defined in a module installed there, not only in the "
                 "caller)?"
             ) from exc
-    if not _worker.in_worker():
-        # aiopar's calls made by a task here run in this process, in order, as in a
-        # local worker (see _default.py), instead of starting processes of their own.
-        _worker._state = None
+    # aiopar's calls made by a task here run in this process, in order, as in a local
+    # worker (see _default.py), instead of starting processes of their own.
+    _enter_worker()
     previous = getattr(_worker.inline_state, "value", _MISSING)
     _worker.inline_state.value = states.get(token)
     try:

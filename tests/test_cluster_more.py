@@ -224,3 +224,20 @@ async def test_the_default_pool_runs_on_aiopar_cluster(
         assert await aiopar.submit(workers.add, aiopar.submit(workers.add, 1, 2), 3) == 6
     finally:
         await aiopar.shutdown()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_cluster_of_threads_in_this_process_leaves_it_a_caller() -> None:
+    # A LocalCluster(processes=False) runs the jobs in threads of the caller's process,
+    # which stays a caller (it was left "a worker": later tests' default pools ran
+    # in-process, and worker_state() answered None).
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+    ) as cluster:
+        async with aiopar.Pool(cluster=str(cluster.scheduler_address)) as pool:
+            assert await pool.amap(workers.double, range(4), chunksize=1) == [0, 2, 4, 6]
+    assert not aiopar._worker.in_worker()
+    with pytest.raises(RuntimeError, match="outside a worker"):
+        aiopar.worker_state()
