@@ -142,8 +142,11 @@ def no_leaks() -> Iterator[None]:
     before_segments = _segments()
     yield
     deadline = time.monotonic() + 5.0
+    collect = False  # a full collection per test costs more than the check: only on need
     while True:
-        gc.collect()  # result arrays in reference cycles hold their segments
+        if collect:
+            gc.collect()  # result arrays in reference cycles hold their segments
+        collect = True
         leaked = _children() - before_children - _infrastructure_pids()
         segments = _segments() - before_segments - _infrastructure_segments()
         if not leaked and not segments:
