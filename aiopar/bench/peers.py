@@ -178,13 +178,17 @@ class _Aiomultiprocess:
             self._runner.run(stop())
         finally:
             self._runner.close()
-            # The pool's workers get their state through one manager process, which
-            # aiomultiprocess starts on first use and keeps for the interpreter's life.
-            core = importlib.import_module("aiomultiprocess.core")
-            manager = getattr(core, "_manager", None)
-            if manager is not None:
-                manager.shutdown()
-                vars(core)["_manager"] = None
+            stop_aiomultiprocess_manager()
+
+
+def stop_aiomultiprocess_manager() -> None:
+    """Stop the manager process through which aiomultiprocess's pools give their workers
+    their state: it starts one on first use and keeps it for the interpreter's life."""
+    core = importlib.import_module("aiomultiprocess.core")
+    manager = getattr(core, "_manager", None)
+    if manager is not None:
+        manager.shutdown()
+        vars(core)["_manager"] = None
 
 
 SESSIONS: dict[str, tuple[str, Callable[[int], Any]]] = {

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import aiopar
 
 from ..._load import CpuWatch
+from .. import peers
 from ..rows import Result, Sample, Workload
 from ..runner import Bench, Entry, equal, failure
 from ..sizes import Sizes
@@ -209,13 +210,7 @@ class _Aiomultiprocess:
                 self._runner.run(stop())
         finally:
             self._runner.close()
-            # Its workers get their state through one manager process, started on first
-            # use and kept for the interpreter's life.
-            core = importlib.import_module("aiomultiprocess.core")
-            manager = getattr(core, "_manager", None)
-            if manager is not None:
-                manager.shutdown()
-                vars(core)["_manager"] = None
+            peers.stop_aiomultiprocess_manager()
 
 
 def _paired(reference: Result, row: Result) -> float | None:
