@@ -102,14 +102,9 @@ class Batching(DispatchState):
                 break
             if spent + duration > TARGET_SECONDS and self._batch_mode == "auto":
                 break
-            self._pending.popleft()
-            if job.generation < 0 and not job.future.set_running_or_notify_cancel():
-                continue
-            if job.cancel_requested:
-                _set_exception(job.future, _cancel_error(job))
-                continue
-            spent += duration
-            batch.append(job)
+            if self._claim_next(job):
+                spent += duration
+                batch.append(job)
         return batch
 
     def _take_coroutines(self, first: Job) -> list[Job]:
@@ -130,14 +125,20 @@ class Batching(DispatchState):
                 continue
             if not job.concurrency or not self._batchable(job):
                 break
-            self._pending.popleft()
-            if job.generation < 0 and not job.future.set_running_or_notify_cancel():
-                continue
-            if job.cancel_requested:
-                _set_exception(job.future, _cancel_error(job))
-                continue
-            batch.append(job)
+            if self._claim_next(job):
+                batch.append(job)
         return batch
+
+    def _claim_next(self, job: Job) -> bool:
+        """Take ``job``, the first pending one, off the queue; whether it is to be sent
+        (False: cancelled meanwhile, or its cancellation asked for, which settles it)."""
+        self._pending.popleft()
+        if job.generation < 0 and not job.future.set_running_or_notify_cancel():
+            return False
+        if job.cancel_requested:
+            _set_exception(job.future, _cancel_error(job))
+            return False
+        return True
 
     def _launch_batch(self, jobs: list[Job]) -> None:
         entries = [self._entry(job) for job in jobs]
