@@ -75,3 +75,16 @@ def run_script(
         except subprocess.TimeoutExpired:
             out, err = kill_group(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_bench(*args: str, timeout: float = 170) -> subprocess.CompletedProcess[str]:
+    """``python -m aiopar bench ARGS`` from the checkout, to its end (at most ``timeout``
+    seconds); what it printed, and its exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "aiopar", "bench", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from aiopar.bench.runner import Bench, equal
 from aiopar.bench.workloads import catalog, tiny_graph
 from aiopar.bench.workloads.py_tasks import BareProcesses, against_ceiling, py_work
 from aiopar.bench.workloads.tiny_tasks import double
+from tests.scripts import run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,17 +49,6 @@ THIRD_PARTY = {
     "mpire": "mpire",
     "aiomultiprocess": "aiomultiprocess",
 }
-
-
-def run_bench(*args: str, timeout: float = 170) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aiopar", "bench", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

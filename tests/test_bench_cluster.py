@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,20 +23,10 @@ from aiopar.bench.memory import PeakMemory
 from aiopar.bench.rows import Result, Sample
 from aiopar.bench.runner import Bench, equal
 from aiopar.bench.workloads import CLUSTER_WORKLOADS, EXTRA_WORKLOADS, catalog
+from tests.scripts import run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = ("sequential", "aiopar", DASK_FUTURES)
-
-
-def run_bench(*args: str, timeout: float = 200) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aiopar", "bench", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -83,7 +71,7 @@ def test_cluster_option_runs_the_cluster_workloads_at_that_address(
 ) -> None:
     output = tmp_path / "bench.json"
     done = run_bench(
-        "--cluster", threads_cluster, "--quick", "--repeat", "1", "--json", str(output)
+        "--cluster", threads_cluster, "--quick", "--repeat", "1", "--json", str(output), timeout=200
     )
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads(output.read_text())
@@ -97,7 +85,8 @@ def test_cluster_option_runs_the_cluster_workloads_at_that_address(
 def test_naming_a_cluster_workload_starts_a_local_cluster_for_the_run(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     output = tmp_path / "bench.json"
-    done = run_bench("--only", "dask_chunks", "--quick", "--repeat", "1", "--json", str(output))
+    options = ("--only", "dask_chunks", "--quick", "--repeat", "1", "--json", str(output))
+    done = run_bench(*options, timeout=200)
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads(output.read_text())
     check_rows(data, ("dask_chunks",))

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 
 from aiopar.bench.workloads import EXTRA_WORKLOADS, WORKLOADS, crawl
 from aiopar.bench.workloads.crawl_site import Site, page, parse_page
+from tests.scripts import run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,14 +89,7 @@ def test_quick_crawl_run_has_every_row_with_runs_and_speedups(tmp_path: Path) ->
     pytest.importorskip("aiohttp")
     output = tmp_path / "bench.json"
     options = ["--only", "crawl", "--quick", "--repeat", "1", "--json", str(output)]
-    done = subprocess.run(
-        [sys.executable, "-m", "aiopar", "bench", *options],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
+    done = run_bench(*options, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "crawl 64 pages: 20 ms wait + ~10 ms parse each" in done.stdout
     data = json.loads(output.read_text())

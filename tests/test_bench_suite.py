@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,14 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_test_suite_row_compares_session_and_per_test_pools(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     options = ["--only", "test_suite", "--quick", "--repeat", "1", "--json", str(output)]
-    done = subprocess.run(
-        [sys.executable, "-m", "aiopar", "bench", *options],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
+    done = run_bench(*options, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5 async tests, session pool vs a pool per test" in done.stdout
     data = json.loads(output.read_text())
