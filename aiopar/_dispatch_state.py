@@ -46,8 +46,8 @@ class DispatchState:
     _thread: threading.Thread
     # Any thread puts, the dispatcher thread gets.
     _events: queue.SimpleQueue[tuple[Any, ...]]
-    _inbox: list[Job]  # under _inbox_lock: submitted jobs, not yet taken
-    _inbox_lock: threading.Lock
+    _inbox: collections.deque[Job]  # submitted jobs, not yet taken (any thread appends)
+    _inbox_told: bool  # an "inbox" event is on its way (see Dispatcher.submit)
     # Dispatcher thread (the manager thread reads _pending and _closed, and removes a
     # settled job from _inflight).
     _pending: collections.deque[Job]

@@ -81,6 +81,18 @@ __all__ = ["Dispatcher", "Job"]
 # Slots in the table per work item allowed in the executor: room for batches.
 _SLOTS_PER_ITEM = 4
 
+# This process's id, renewed in a child made by os.fork(): read by every submit, which
+# so makes no system call to tell a forked copy of the pool's process.
+_this_pid = os.getpid()
+
+
+def _renew_pid() -> None:
+    global _this_pid
+    _this_pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+
 
 class Dispatcher(Feeding, Batching, Settling, Slots, Lending, Recovery, Closing):
     """Feeds jobs to one executor from a background thread; see the module docstring.
@@ -119,8 +131,8 @@ class Dispatcher(Feeding, Batching, Settling, Slots, Lending, Recovery, Closing)
         self._pending: collections.deque[Job] = collections.deque()
         self._resent: list[Job] = []  # to run again, ahead of the pending ones
         self._inflight: set[Job] = set()
-        self._inbox: list[Job] = []  # submitted, not yet taken by the dispatcher thread
-        self._inbox_lock = threading.Lock()
+        self._inbox: collections.deque[Job] = collections.deque()  # not yet taken
+        self._inbox_told = False  # an "inbox" event is on its way to the dispatcher thread
         self._items = set()
         self._durations = {}
         self._batched_jobs = 0
@@ -163,7 +175,7 @@ class Dispatcher(Feeding, Batching, Settling, Slots, Lending, Recovery, Closing)
             RuntimeError: in a process forked (``os.fork()``) from the one that made
                 this dispatcher: its thread and workers are not this process's.
         """
-        if os.getpid() != self._pid:
+        if _this_pid != self._pid:
             raise RuntimeError(
                 f"this pool was started in process {self._pid}, and this process is a "
                 "copy of it made by os.fork(): its workers belong to the parent; make a "
@@ -171,12 +183,16 @@ class Dispatcher(Feeding, Batching, Settling, Slots, Lending, Recovery, Closing)
             )
         # Jobs submitted while the dispatcher thread has not yet taken the inbox join it
         # without waking that thread again: a burst of submits costs one wake-up (and
-        # one handover of the GIL), not one per job.
-        with self._inbox_lock:
-            self._inbox.append(job)
-            if len(self._inbox) > 1:
-                return  # the dispatcher thread was told when the first one came
-        self._events.put(("inbox",))
+        # one handover of the GIL), not one per job. No lock: a submitter that held one
+        # when the GIL passed to another thread would make every other submitter (the
+        # settling threads send dependents too) sleep on it and then wait for the GIL
+        # again. deque.append is atomic, and the dispatcher clears the flag *before* it
+        # empties the inbox, so a job appended after that is either taken by that pass
+        # or announced by its submitter (at worst one event finds the inbox empty).
+        self._inbox.append(job)
+        if not self._inbox_told:
+            self._inbox_told = True
+            self._events.put(("inbox",))
 
     def cancel(self, job: Job, *, kill: bool) -> None:
         """Drop ``job``: skip it if no worker started it; if one did, terminate that

@@ -45,10 +45,10 @@ class Feeding(DispatchState):
         A method of its own, so that no local variable of the dispatcher thread's loop
         keeps the last job (and its result) alive while it waits for the next event.
         """
-        with self._inbox_lock:
-            jobs, self._inbox = self._inbox, []
-        for job in jobs:
-            self._accept(job)
+        self._inbox_told = False  # first: a job appended from now on is announced again
+        inbox = self._inbox
+        while inbox:
+            self._accept(inbox.popleft())
 
     def _accept(self, job: Job) -> None:
         if self._closed:
@@ -106,6 +106,7 @@ class Feeding(DispatchState):
         job.generation = self._generation
         payload: Any = job.payload
         if not job.plain:  # plain values pickle as they are, with no arrays to place
+            job.segments = []  # filled as the executor pickles the payload
             payload = _envelopes.Outbound(
                 job.payload,
                 self.arena,
