@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from . import _envelopes, _worker_batch
 from ._dispatch_state import DispatchState
-from ._job import Job, Settled, _cancel_error, _set_exception
+from ._job import Job, Settled, _cancel_error, _set_exception, release_segments
 from .errors import ResultLoadError
 
 __all__ = ["MODE", "TARGET_SECONDS", "Batching"]
@@ -192,11 +192,7 @@ class Batching(DispatchState):
             job.payload = None
             _set_exception(job.future, _cancel_error(job, "the pool was closed"))
         if self.arena is not None:
-            if job.loan is not None:
-                job.segments.append(job.loan)
-                job.loan = None
-            self.arena.give_back(job.segments)
-            job.segments.clear()
+            release_segments(job, self.arena)
         if not job.future.done():
             self._resent.append(job)
 

@@ -26,7 +26,7 @@ import cloudpickle
 
 from ._checks import check_function
 
-__all__ = ["dumps", "func_name", "pickle_function"]
+__all__ = ["dumps", "func_name", "goes_by_name", "pickle_function"]
 
 _cloudpickle_code_reduce: Callable[[types.CodeType], tuple[Any, tuple[Any, ...]]] = (
     cloudpickle.Pickler.dispatch_table[types.CodeType]
@@ -85,6 +85,15 @@ def _goes_by_name(func: object) -> bool:
     except Exception:
         return False
     return True
+
+
+def goes_by_name(func: object) -> bool:
+    """Whether ``func``'s pickle, once made by :func:`pickle_function`, is kept and the
+    same at every call (see ``_by_name``)."""
+    try:
+        return func in _by_name
+    except TypeError:  # not hashable, or no weak reference
+        return False
 
 
 def pickle_function(func: object, argument: str = "func", *, initializer: bool = False) -> bytes:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._checks import plain_arguments
+from ._future import failed, unfinished
 from ._job import Job
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = ["send_when_done"]
 
-#: Builds the job's payload ``(args, kwargs)`` once every dependency has succeeded.
-Resolve = Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]
+#: Builds the job's payload ``(args, kwargs)`` from two values once every dependency has
+#: succeeded: ``resolve(first, second)`` (two values rather than a ``functools.partial``:
+#: one object fewer per waiting task for the cyclic garbage collector to track).
+Resolve = Callable[[Any, Any], tuple[tuple[Any, ...], dict[str, Any]]]
 
 # Taken to claim a waiting job for failing it, so that two dependencies failing at once
 # in two threads do not both set its outcome.
@@ -39,39 +42,55 @@ _fail_lock = threading.Lock()
 
 
 def send_when_done(
-    job: Job, runner: Runner, dependencies: Sequence[cf.Future[Any]], resolve: Resolve
+    job: Job,
+    runner: Runner,
+    dependencies: Sequence[cf.Future[Any]],
+    resolve: Resolve,
+    first: Any,
+    second: Any,
 ) -> None:
     """Submit ``job`` to ``runner`` once all of ``dependencies`` have succeeded, with
-    ``resolve()`` as its payload; fail it (without running it) as soon as one fails, or
-    cancel it if one is cancelled. Returns at once."""
+    ``resolve(first, second)`` as its payload; fail it (without running it) as soon as
+    one fails, or cancel it if one is cancelled. Returns at once."""
     waiting = []
     for future in dependencies:
-        if not future.done():
+        if unfinished(future):
             waiting.append(future)
         elif _fail_if_failed(job, future):
             return
     if not waiting:
-        _send(job, runner, resolve)
+        _send(job, runner, resolve, first, second)
         return
-    countdown = _Countdown(job, runner, resolve, len(waiting))
+    countdown = _Countdown(job, runner, resolve, first, second, len(waiting))
     for future in waiting:
-        future.add_done_callback(countdown.on_done)
+        future.add_done_callback(countdown)
 
 
 class _Countdown:
-    """Counts a job's unfinished dependencies down; the last one sends the job."""
+    """Counts a job's unfinished dependencies down; the last one sends the job.
 
-    __slots__ = ("_job", "_left", "_resolve", "_runner")
+    It is itself the done-callback of each of them (no bound method per dependency).
+    """
 
-    def __init__(self, job: Job, runner: Runner, resolve: Resolve, count: int) -> None:
+    __slots__ = ("_first", "_job", "_left", "_resolve", "_runner", "_second")
+
+    def __init__(
+        self, job: Job, runner: Runner, resolve: Resolve, first: Any, second: Any, count: int
+    ) -> None:
         self._job = job
         self._runner = runner
         # The arguments (and the refs in them) are dropped once the job is sent or
         # failed: the dependencies' futures keep this callback, not their own refs.
         self._resolve: Resolve | None = resolve
-        self._left = list(range(count))  # popped by each callback; 0 comes out last
+        self._first = first
+        self._second = second
+        # Popped by each callback (atomic); 0 comes out last. A bytearray when it fits:
+        # unlike a list, not an object the cyclic garbage collector tracks.
+        self._left: bytearray | list[int] = (
+            bytearray(range(count)) if count < 256 else list(range(count))
+        )
 
-    def on_done(self, dependency: cf.Future[Any]) -> None:
+    def __call__(self, dependency: cf.Future[Any]) -> None:
         # In the thread that finished ``dependency`` (or the caller's, if it finished
         # while callbacks were being added).
         if _fail_if_failed(self._job, dependency):
@@ -79,19 +98,22 @@ class _Countdown:
         if self._left.pop() != 0:
             return
         resolve, self._resolve = self._resolve, None
+        first, second = self._first, self._second
+        self._first = self._second = None
         if resolve is not None and not self._job.future.done():
-            _send(self._job, self._runner, resolve)
+            _send(self._job, self._runner, resolve, first, second)
 
 
 def _fail_if_failed(job: Job, dependency: cf.Future[Any]) -> bool:
     """If the finished ``dependency`` failed or was cancelled, fail or cancel ``job``
     (unless it is done already); return whether it did fail or was cancelled."""
+    if not failed(dependency):  # the common case, told without taking its lock
+        return False
     if dependency.cancelled():
         job.future.cancel()
         return True
     error = dependency.exception()
-    if error is None:
-        return False
+    assert error is not None
     _fail(job, error)
     return True
 
@@ -105,11 +127,11 @@ def _fail(job: Job, error: BaseException) -> None:
     future.set_exception(error)
 
 
-def _send(job: Job, runner: Runner, resolve: Resolve) -> None:
+def _send(job: Job, runner: Runner, resolve: Resolve, first: Any, second: Any) -> None:
     """Put the dependencies' results in place and submit ``job``, or fail it with what
     went wrong doing so."""
     try:
-        payload = resolve()
+        payload = resolve(first, second)
         job.payload = payload
         job.plain = plain_arguments(*payload)
     except BaseException as exc:

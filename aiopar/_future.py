@@ -12,6 +12,12 @@ in every respect (same fields, same methods, the same behaviour for ``result(tim
 a future calls (``wait`` and ``notify_all``). Taking it costs what taking an ``RLock``
 costs, and a future that nobody waits on in a blocking call never allocates a sleeper.
 
+The functions below read a future's outcome without taking its lock, for the paths that
+look at thousands of futures (dependencies, ``gather``): a future's state is written
+last, after its result or exception (``set_result``, ``set_exception``), and never
+changes once done, so a thread that sees a done state sees the outcome with it. They
+work on any ``concurrent.futures.Future`` (these fields are the standard class's).
+
 Threads: any. The lock guards the future's state as the standard one does.
 """
 
@@ -19,10 +25,10 @@ from __future__ import annotations
 
 import _thread
 import concurrent.futures as cf
-from concurrent.futures._base import PENDING
+from concurrent.futures._base import FINISHED, PENDING, RUNNING
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["JobFuture"]
+__all__ = ["JobFuture", "failed", "succeeded", "unfinished", "value"]
 
 
 class _Condition(_thread.RLock):  # type: ignore[misc]
@@ -82,3 +88,24 @@ class JobFuture(cf.Future[Any]):
         self._exception = None
         self._waiters: list[Any] = []
         self._done_callbacks: list[Any] = []
+
+
+def unfinished(future: cf.Future[Any]) -> bool:
+    """Whether ``future`` is neither done nor cancelled (no lock taken)."""
+    state = future._state
+    return state in (PENDING, RUNNING)
+
+
+def failed(future: cf.Future[Any]) -> bool:
+    """Whether ``future``, which is done, was cancelled or raised (no lock taken)."""
+    return future._state != FINISHED or future._exception is not None
+
+
+def succeeded(future: cf.Future[Any]) -> bool:
+    """Whether ``future`` has finished with a result (no lock taken)."""
+    return future._state == FINISHED and future._exception is None
+
+
+def value(future: cf.Future[Any]) -> Any:
+    """The result of ``future``, which :func:`succeeded` (no lock taken)."""
+    return future._result

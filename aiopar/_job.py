@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from . import _packing, _segments, _worker
 from ._future import JobFuture
 
-__all__ = ["Job", "KeptFuture", "Link", "Outcome", "Settled"]
+__all__ = ["Job", "KeptFuture", "Link", "Outcome", "Settled", "release_segments"]
 
 _job_ids = itertools.count(1)
 
@@ -55,7 +55,9 @@ class Job:
     destination: _packing.Destination | None = None
     result_segment: str | None = None
     loan: _segments.Segment | None = None
-    segments: list[_segments.Segment] = field(default_factory=list)
+    # () until the job is first sent with arguments that may hold arrays (_feeding.py):
+    # most small jobs never need a list of their own.
+    segments: list[_segments.Segment] | tuple[()] = ()
     # Set by _load_outcome() once the executor's future is done: the result, rebuilt
     # from its pickle, or the error rebuilding it raised.
     value: Any = None
@@ -64,6 +66,17 @@ class Job:
     # Dask future, see _cluster.py); None for the other runners.
     remote: Any = None
     linked: bool = False  # its payload holds Links to other jobs' results (_runner.Linking)
+
+
+def release_segments(job: Job, arena: Any) -> None:
+    """Give back to ``arena`` the segments that held ``job``'s arguments and the one lent
+    for its result (unless the result claimed it: the arena skips those)."""
+    held = list(job.segments)
+    if job.loan is not None:
+        held.append(job.loan)
+        job.loan = None
+    job.segments = ()
+    arena.give_back(held)
 
 
 class Link:

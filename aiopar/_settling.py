@@ -18,7 +18,15 @@ from typing import Any
 
 from . import _carried, _envelopes, _segments, _shm
 from ._dispatch_state import DispatchState
-from ._job import Job, Outcome, _cancel_error, _Crash, _is_skipped, _set_exception
+from ._job import (
+    Job,
+    Outcome,
+    _cancel_error,
+    _Crash,
+    _is_skipped,
+    _set_exception,
+    release_segments,
+)
 from .errors import ResultLoadError
 
 __all__ = ["Settling"]
@@ -153,11 +161,7 @@ class Settling(DispatchState):
                 self._note_result_size(job)
             elif job.result_segment is not None and _shm.held_size(job.result_segment) is None:
                 _segments.unlink(job.result_segment)  # a crash may have left it half-written
-            if job.loan is not None:
-                job.segments.append(job.loan)  # unless the result claimed it
-                job.loan = None
-            self.arena.give_back(job.segments)
-            job.segments.clear()
+            release_segments(job, self.arena)
         if exec_future.cancelled():
             _set_exception(job.future, _cancel_error(job))
             return

@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import copy as _copy
-import functools
 import graphlib
 import itertools
 import pickle
 import sys
+import weakref
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
 
 from ._checks import LOOP_BUDGET, check_arguments, plain_arguments, plain_value
-from ._codepickle import func_name
+from ._codepickle import func_name, goes_by_name
 from ._coroutine_jobs import job_function
 from ._dependencies import send_when_done
 from ._envelopes import CALL, dumps
+from ._future import value as future_value
 from ._job import Job, KeptFuture, Link
 from ._options import TaskOptions
 from ._runner import linking
@@ -43,6 +44,27 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _task_ids = itertools.count(1)
+
+# The last function submitted whose pickle is the same at every call (one that goes by
+# name), with the pool's concurrency it was made for: (weak reference to it, that
+# concurrency, its pickle, the job's concurrency, its name). Tasks come in runs of one
+# function; each of them then skips the pickle cache's lookup and the function checks.
+_last_function: tuple[weakref.ref[Any], int | None, bytes, int, str] | None = None
+
+
+def _function(func: Callable[..., Any], pool_concurrency: int | None) -> tuple[bytes, int, str]:
+    """``func``'s pickle, the job's concurrency (see ``job_function``) and its name."""
+    global _last_function
+    last = _last_function
+    if last is not None and last[0]() is func and last[1] == pool_concurrency:
+        return last[2], last[3], last[4]
+    blob, concurrency = job_function(func, None, pool_concurrency)
+    name = func_name(func)
+    if goes_by_name(func):
+        _last_function = (weakref.ref(func), pool_concurrency, blob, concurrency, name)
+    return blob, concurrency, name
+
+
 # Containers searched for TaskRefs, and rebuilt with results in their place.
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _END: Any = object()
@@ -184,11 +206,12 @@ def _resolve_flat(
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``(args, kwargs)`` of :func:`_flat_refs` with each TaskRef replaced by ``get(ref)``:
     by default its (finished) result."""
-    if get is None:
-        args = tuple([v._job.future.result() if type(v) is TaskRef else v for v in args])
+    if get is None:  # called once every ref has succeeded: read without the futures' locks
+        args = tuple([future_value(v._job.future) if type(v) is TaskRef else v for v in args])
         if kwargs:
             kwargs = {
-                k: v._job.future.result() if type(v) is TaskRef else v for k, v in kwargs.items()
+                k: future_value(v._job.future) if type(v) is TaskRef else v
+                for k, v in kwargs.items()
             }
         return args, kwargs
     args = tuple([get(v) if type(v) is TaskRef else v for v in args])
@@ -276,7 +299,7 @@ def _rebuilt(container: Any, items: list[Any]) -> Any:
 
 
 def _result(ref: TaskRef[Any]) -> Any:
-    return ref.future.result()
+    return future_value(ref._job.future)  # called once every ref has succeeded
 
 
 def _link(ref: TaskRef[Any]) -> Any:
@@ -317,8 +340,8 @@ def submit(
     """
     dispatcher = pool._require_dispatcher()
     cancel = pool._check_cancel(options.cancel) if options is not None else None
-    blob, concurrency = job_function(func, None, pool.concurrency)
-    label = f"task {func_name(func)}#{next(_task_ids)}"
+    blob, concurrency, name = _function(func, pool.concurrency)
+    label = f"task {name}#{next(_task_ids)}"
     plain = plain_arguments(args, kwargs)
     flat = None if plain else _flat_refs(args, kwargs)
     if not plain and flat is None:
@@ -333,8 +356,9 @@ def submit(
     ref: TaskRef[R] = TaskRef(job, pool, cancel)
     refs = flat
     plan: _Plan | None = None
-    root = (args, kwargs)  # the plan finds containers by identity: this very tuple
+    root: Any = None
     if flat is None and not plain:  # TaskRefs may be anywhere inside the arguments
+        root = (args, kwargs)  # the plan finds containers by identity: this very tuple
         plan = _find_refs(root, label)
         refs = list(plan.refs.values())
     if refs:
@@ -346,14 +370,13 @@ def submit(
             job.linked = True
             dispatcher.submit(job)
             return ref
-        resolve = (
-            functools.partial(_resolve_flat, args, kwargs)
-            if plan is None
-            else functools.partial(_resolve, root, plan)
-        )
-        send_when_done(job, dispatcher, [found._job.future for found in refs], resolve)
+        futures = [found._job.future for found in refs]
+        if plan is None:
+            send_when_done(job, dispatcher, futures, _resolve_flat, args, kwargs)
+        else:
+            send_when_done(job, dispatcher, futures, _resolve, root, plan)
         return ref
-    job.payload = root
+    job.payload = (args, kwargs) if root is None else root
     job.plain = plain  # plain values only: sent as they are
     dispatcher.submit(job)
     return ref

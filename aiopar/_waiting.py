@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._future import failed
+
 __all__ = ["FutureWatcher", "wait_all_shielded", "wait_future"]
 
 T = TypeVar("T")
@@ -123,7 +125,7 @@ class FutureWatcher:
             self._finished.append(future)
             if future in self._silent:
                 self._silent.discard(future)
-                if self._silent and not future.cancelled() and future.exception() is None:
+                if self._silent and not failed(future):
                     return
             if self._wake_scheduled:
                 return  # the loop will see this one too

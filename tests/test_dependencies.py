@@ -32,7 +32,7 @@ def _job() -> Job:
 
 
 def _resolved(futures: list[cf.Future[Any]]) -> Any:
-    return lambda: (tuple(f.result() for f in futures), {})
+    return lambda first, second: (tuple(f.result() for f in futures), {})
 
 
 def test_all_finished_already_is_sent_at_once() -> None:
@@ -40,7 +40,7 @@ def test_all_finished_already_is_sent_at_once() -> None:
     for i, future in enumerate(futures):
         future.set_result(i)
     runner, job = _Runner(), _job()
-    send_when_done(job, runner, futures, _resolved(futures))  # type: ignore[arg-type]
+    send_when_done(job, runner, futures, _resolved(futures), None, None)  # type: ignore[arg-type]
     assert [sent for sent, _ in runner.submitted] == [job]
     assert job.payload == ((0, 1, 2), {}) and job.plain
 
@@ -50,7 +50,7 @@ def test_sent_once_by_the_thread_that_finishes_the_last_one() -> None:
     for _ in range(50):
         futures: list[cf.Future[Any]] = [JobFuture() for _ in range(8)]
         runner, job = _Runner(), _job()
-        send_when_done(job, runner, futures, _resolved(futures))  # type: ignore[arg-type]
+        send_when_done(job, runner, futures, _resolved(futures), None, None)  # type: ignore[arg-type]
         assert not runner.submitted
         start = threading.Barrier(len(futures))
 
@@ -76,7 +76,7 @@ def test_a_failure_fails_at_once_and_the_job_is_never_sent() -> None:
     for _ in range(50):
         futures: list[cf.Future[Any]] = [JobFuture() for _ in range(6)]
         runner, job = _Runner(), _job()
-        send_when_done(job, runner, futures, _resolved(futures))  # type: ignore[arg-type]
+        send_when_done(job, runner, futures, _resolved(futures), None, None)  # type: ignore[arg-type]
         futures[0].set_exception(ValueError("first"))
         assert isinstance(job.future.exception(timeout=0), ValueError)  # others still pending
         start = threading.Barrier(len(futures) - 1)
@@ -102,7 +102,7 @@ def test_a_failure_fails_at_once_and_the_job_is_never_sent() -> None:
 def test_a_cancelled_dependency_cancels_the_job() -> None:
     futures: list[cf.Future[Any]] = [JobFuture() for _ in range(2)]
     runner, job = _Runner(), _job()
-    send_when_done(job, runner, futures, _resolved(futures))  # type: ignore[arg-type]
+    send_when_done(job, runner, futures, _resolved(futures), None, None)  # type: ignore[arg-type]
     futures[1].cancel()
     futures[0].set_result(1)
     assert job.future.cancelled() and not runner.submitted
@@ -113,7 +113,7 @@ def test_a_failed_dependency_finished_before_submit_fails_the_job() -> None:
     done.set_exception(RuntimeError("earlier"))
     pending: cf.Future[Any] = JobFuture()
     runner, job = _Runner(), _job()
-    send_when_done(job, runner, [pending, done], _resolved([pending, done]))  # type: ignore[arg-type]
+    send_when_done(job, runner, [pending, done], _resolved([pending, done]), None, None)  # type: ignore[arg-type]
     assert str(job.future.exception(timeout=0)) == "earlier"
     pending.set_result(1)
     assert not runner.submitted
@@ -123,10 +123,10 @@ def test_a_resolve_that_raises_fails_the_job_instead() -> None:
     future: cf.Future[Any] = JobFuture()
     runner, job = _Runner(), _job()
 
-    def resolve() -> Any:
+    def resolve(first: Any, second: Any) -> Any:
         raise TypeError("cannot rebuild")
 
-    send_when_done(job, runner, [future], resolve)  # type: ignore[arg-type]
+    send_when_done(job, runner, [future], resolve, None, None)  # type: ignore[arg-type]
     future.set_result(1)
     assert isinstance(job.future.exception(timeout=0), TypeError) and not runner.submitted
 
@@ -134,7 +134,7 @@ def test_a_resolve_that_raises_fails_the_job_instead() -> None:
 def test_a_job_cancelled_while_waiting_is_not_sent() -> None:
     future: cf.Future[Any] = JobFuture()
     runner, job = _Runner(), _job()
-    send_when_done(job, runner, [future], _resolved([future]))  # type: ignore[arg-type]
+    send_when_done(job, runner, [future], _resolved([future]), None, None)  # type: ignore[arg-type]
     assert job.future.cancel()
     future.set_result(1)
     assert not runner.submitted
