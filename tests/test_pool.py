@@ -242,3 +242,31 @@ async def test_more_tasks_than_the_executor_takes_at_once_all_run(start_method: 
     async with aiopar.Pool(workers=1, start_method=start_method) as pool:
         refs = [pool.submit(workers.square, i) for i in range(150)]
         assert await pool.gather(*refs) == [i * i for i in range(150)]
+
+
+@pytest.mark.timeout(60)
+def test_submits_from_many_threads_at_once_each_run_once() -> None:
+    # Submitters append to the dispatcher's inbox without a lock, while the dispatcher
+    # thread empties it and the settling threads send dependents into it too: no job
+    # may be lost (its result would never come: a hang) or run twice.
+    threads, per_thread = 8, 300
+    pool = aiopar.Pool(workers=2)
+    pool.open()
+    try:
+
+        def submit_many(base: int) -> list[aiopar.TaskRef[int]]:
+            refs = []
+            for i in range(per_thread):
+                ref = pool.submit(workers.double, base + i)
+                # every other one depends on the previous: sent by a settling thread
+                refs.append(pool.submit(workers.add, ref, 1) if i % 2 else ref)
+            return refs
+
+        with cf.ThreadPoolExecutor(threads) as submitters:
+            starts = range(0, threads * per_thread, per_thread)
+            batches = list(submitters.map(submit_many, starts))
+        got = [ref.future.result(timeout=30) for refs in batches for ref in refs]
+    finally:
+        pool.close()
+    expected = [2 * x + (1 if x % 2 else 0) for x in range(threads * per_thread)]
+    assert got == expected
