@@ -18,6 +18,13 @@ jobs (as ``amap`` sizes its chunks); a job whose function was never measured, or
 longer than that, goes alone, so long tasks never wait behind each other. A batch also
 takes no more than its share of the waiting jobs, so every worker gets some.
 
+When: small jobs (their function's recent jobs computed for less than a batch's worth)
+that become ready one at a time, as a task graph's dependents do, would each take a work
+item while the executor has room. So once the executor holds
+:data:`BATCH_AHEAD_PER_WORKER` items per worker, small jobs wait with us (cancellable
+for free) and leave together when an item comes back; below that they go at once, so
+one task on an idle pool is not delayed.
+
 Failures stay the failure of one job: when a worker dies, the slot table says which job
 of the batch was running (its slot holds the worker's pid; finished ones are marked
 done): that job fails with WorkerCrashedError (or runs again, with retries), and the
@@ -49,12 +56,18 @@ from ._dispatch_state import DispatchState
 from ._job import Job, Settled, _cancel_error, _set_exception, release_segments
 from .errors import ResultLoadError
 
-__all__ = ["MODE", "TARGET_SECONDS", "Batching"]
+__all__ = ["BATCH_AHEAD_PER_WORKER", "MODE", "TARGET_SECONDS", "Batching"]
 
 #: Seconds of work a batch holds at most (from the measured durations of its jobs).
 TARGET_SECONDS = 0.002
 #: Jobs in a batch at most.
 MOST = 64
+#: Work items per worker in the executor beyond which small jobs (see ``_small``) wait
+#: with us instead of going one item each: the workers have enough to do meanwhile, and
+#: the jobs that gather leave in a batch as soon as an item comes back. Without it,
+#: tasks that become ready one at a time (a task graph's dependents) each took a work
+#: item of their own, with room for 32 per worker.
+BATCH_AHEAD_PER_WORKER = 2
 #: "auto": batch when it pays, as described above; "off": never (every job is a work
 #: item of its own); "always": batch whatever waits, durations unknown or not (tests).
 MODE: Literal["auto", "off", "always"] = "auto"
@@ -73,6 +86,14 @@ class Batching(DispatchState):
             and job.destination is None
             and not self._borrows(job)
         )
+
+    def _small(self, job: Job) -> bool:
+        """Whether ``job`` is one to send in a batch rather than alone: its function's
+        recent jobs computed for less than :data:`TARGET_SECONDS`."""
+        if self._batch_mode != "auto" or not self._batchable(job) or job.concurrency:
+            return False
+        spent = self._durations.get(job.func_blob)
+        return spent is not None and spent < TARGET_SECONDS
 
     def _duration(self, job: Job) -> float | None:
         if self._batch_mode == "always":

@@ -5,13 +5,17 @@ the job; the worker that gets it runs it on its event loop (``_worker_loop.py``)
 changes on this side is the function's pickle (an :class:`~aiopar._worker_loop.OnLoop`
 carrying the call's ``concurrency``), ``Job.concurrency`` (which the process runner
 reads to batch tasks and to cancel a running job without killing its worker), and the
-default chunk size of a map. Runs in the caller's thread.
+default chunk size of a map. :func:`task_function` gives ``submit`` the pickle of any
+function, plain or async, remembering the last one for the runs of tasks of one function.
+Runs in the caller's thread (any thread: the remembered function is one tuple, swapped
+whole).
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+import weakref
 from collections.abc import Callable
 from inspect import CO_COROUTINE
 from types import BuiltinFunctionType, FunctionType
@@ -19,10 +23,16 @@ from typing import Any
 
 from ._checks import is_coroutine_function
 from ._chunks import check_positive
-from ._codepickle import func_name, pickle_function
+from ._codepickle import func_name, goes_by_name, pickle_function
 from ._worker_loop import DEFAULT_CONCURRENCY, OnLoop
 
-__all__ = ["DEFAULT_CONCURRENCY", "check_concurrency", "coroutine_chunksize", "job_function"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "check_concurrency",
+    "coroutine_chunksize",
+    "job_function",
+    "task_function",
+]
 
 #: A chunk of a coroutine map holds at most this many times ``concurrency`` items.
 MOST_ROUNDS_PER_CHUNK = 4
@@ -61,6 +71,27 @@ def job_function(
     if concurrency is None:
         concurrency = default or DEFAULT_CONCURRENCY
     return pickle.dumps(OnLoop(blob, concurrency, func_name(func))), concurrency
+
+
+# The last function submitted whose pickle is the same at every call (one that goes by
+# name), with the pool's concurrency it was made for: (weak reference to it, that
+# concurrency, its pickle, the job's concurrency, its name). Tasks come in runs of one
+# function; each of them then skips the pickle cache's lookup and the function checks.
+_last_function: tuple[weakref.ref[Any], int | None, bytes, int, str] | None = None
+
+
+def task_function(func: Callable[..., Any], pool_concurrency: int | None) -> tuple[bytes, int, str]:
+    """``func``'s pickle, the job's concurrency (see :func:`job_function`) and its name,
+    for ``submit``."""
+    global _last_function
+    last = _last_function
+    if last is not None and last[0]() is func and last[1] == pool_concurrency:
+        return last[2], last[3], last[4]
+    blob, concurrency = job_function(func, None, pool_concurrency)
+    name = func_name(func)
+    if goes_by_name(func):
+        _last_function = (weakref.ref(func), pool_concurrency, blob, concurrency, name)
+    return blob, concurrency, name
 
 
 def _is_async(func: object) -> bool:

@@ -6,7 +6,8 @@ The path of one job::
     ─────────────────                 ───────────────────────────────────     ──────────────────
     Dispatcher.submit(job) ─► inbox ─► pending deque (one wake-up per burst of submits)
       (non-blocking)                     │ at most 32 work items per worker in the executor
-                                         │ (2 per worker for jobs that borrow a segment);
+                                         │ (2 per worker for jobs that borrow a segment,
+                                         │ or for small jobs, which then wait to batch);
                                          │ small jobs, when many wait, several to an item
                                          ├──► Executor.submit(run_job, slot, func, kind,
                                          │                    Outbound(payload))
@@ -126,6 +127,7 @@ class Dispatcher(Feeding, Batching, Settling, Slots, Lending, Recovery, Closing)
         self._owns_executor = executor is None
         self._retries = retries
         self._limit = AHEAD_PER_WORKER * workers
+        self._batch_ahead = _batching.BATCH_AHEAD_PER_WORKER * workers
         self._borrowing_limit = AHEAD_BORROWING_PER_WORKER * workers
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._pending: collections.deque[Job] = collections.deque()

@@ -67,6 +67,8 @@ class Feeding(DispatchState):
             limit = self._workers if self._batch_mode == "always" else self._limit
             if not self._pending or len(self._items) >= limit:
                 return
+            if len(self._items) >= self._batch_ahead and self._small(self._pending[0]):
+                return  # it leaves in a batch when an item comes back (see _batching.py)
             if self._owns_executor and not self._free_slots:
                 return
             if len(self._inflight) >= self._borrowing_limit and self._borrows(self._pending[0]):

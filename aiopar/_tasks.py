@@ -17,15 +17,13 @@ import graphlib
 import itertools
 import pickle
 import sys
-import weakref
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
 
 from ._checks import LOOP_BUDGET, check_arguments, plain_arguments, plain_value
-from ._codepickle import func_name, goes_by_name
-from ._coroutine_jobs import job_function
+from ._coroutine_jobs import task_function
 from ._dependencies import send_when_done
 from ._envelopes import CALL, dumps
 from ._future import value as future_value
@@ -44,25 +42,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _task_ids = itertools.count(1)
-
-# The last function submitted whose pickle is the same at every call (one that goes by
-# name), with the pool's concurrency it was made for: (weak reference to it, that
-# concurrency, its pickle, the job's concurrency, its name). Tasks come in runs of one
-# function; each of them then skips the pickle cache's lookup and the function checks.
-_last_function: tuple[weakref.ref[Any], int | None, bytes, int, str] | None = None
-
-
-def _function(func: Callable[..., Any], pool_concurrency: int | None) -> tuple[bytes, int, str]:
-    """``func``'s pickle, the job's concurrency (see ``job_function``) and its name."""
-    global _last_function
-    last = _last_function
-    if last is not None and last[0]() is func and last[1] == pool_concurrency:
-        return last[2], last[3], last[4]
-    blob, concurrency = job_function(func, None, pool_concurrency)
-    name = func_name(func)
-    if goes_by_name(func):
-        _last_function = (weakref.ref(func), pool_concurrency, blob, concurrency, name)
-    return blob, concurrency, name
 
 
 # Containers searched for TaskRefs, and rebuilt with results in their place.
@@ -340,7 +319,7 @@ def submit(
     """
     dispatcher = pool._require_dispatcher()
     cancel = pool._check_cancel(options.cancel) if options is not None else None
-    blob, concurrency, name = _function(func, pool.concurrency)
+    blob, concurrency, name = task_function(func, pool.concurrency)
     label = f"task {name}#{next(_task_ids)}"
     plain = plain_arguments(args, kwargs)
     flat = None if plain else _flat_refs(args, kwargs)

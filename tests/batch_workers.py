@@ -34,3 +34,11 @@ def started_then_sleep(path: str, seconds: float) -> str:
         f.write("started\n")
     time.sleep(seconds)
     return path
+
+
+def wait_for(path: str, timeout: float = 30.0) -> str:
+    """Hold a worker until ``path`` exists (or ``timeout`` seconds pass)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return path

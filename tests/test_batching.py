@@ -284,3 +284,36 @@ async def test_a_batch_of_successes_takes_the_slot_lock_once_to_give_its_slots_b
         assert settling <= 2 * (len(batches) + alone), (counting.taken, batches)
         assert not dispatcher._inflight
         assert sorted(dispatcher._free_slots) == list(range(len(dispatcher._slots)))
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_small_tasks_wait_to_leave_in_a_batch_while_the_workers_have_enough(
+    tmp_path: Path,
+) -> None:
+    # A task graph's dependents become ready one at a time: each used to take a work
+    # item of its own while the executor had room (32 per worker). Now a small task
+    # (its function measured short) waits with us once the executor holds 2 items per
+    # worker, still cancellable for free, and leaves in a batch when an item comes back.
+    gate = tmp_path / "gate"
+    async with aiopar.Pool(2) as pool:
+        dispatcher = dispatcher_of(pool)
+        assert dispatcher._batch_mode == "auto"
+        assert await pool.submit(workers.double, 1) == 2  # double: measured, small
+        holders = [pool.submit(batch_workers.wait_for, str(gate)) for _ in range(4)]
+        while len(dispatcher._items) < 4:  # never measured: each goes alone
+            await asyncio.sleep(0.005)
+        before = dispatcher._batched_jobs
+        small = [pool.submit(workers.double, i) for i in range(10)]
+        while len(dispatcher._pending) + sum(r.future.running() for r in small) < len(small):
+            await asyncio.sleep(0.005)  # until the dispatcher thread has taken them all
+        assert not any(ref.future.running() or ref.done() for ref in small)
+        assert len(dispatcher._items) == 4
+        assert small[3].cancel()  # still ours: never sent
+        gate.touch()
+        assert await pool.gather(*holders) == [str(gate)] * 4
+        assert [await ref for i, ref in enumerate(small) if i != 3] == [
+            2 * i for i in range(10) if i != 3
+        ]
+        # in batches, but for the last ones (no more waiting than workers: alone)
+        assert dispatcher._batched_jobs - before >= 9 - 2
