@@ -311,23 +311,26 @@ def check_arguments(args: Sequence[Any], kwargs: dict[str, Any], label: str) -> 
         return  # the rest is checked when the job is pickled, off the loop
 
 
-async def check_items(items: Sequence[Any], label: str, start: int = 0) -> None:
+async def check_items(items: Sequence[Any], label: str, start: int = 0) -> bool:
     """Raise TypeError naming the first of ``items`` that cannot be pickled (its index
     counted from ``start``). A list or tuple of plain data passes after one pass of the
     C pickler (:func:`_plain_items`); otherwise long sequences, and items with more than
     :data:`LOOP_BUDGET` objects in all, are walked in a worker thread.
 
+    Returns whether every item is plain data (builtin scalars and containers): lists of
+    them can then be sent as they are, with no array to look for.
+
     Cancellation: a cancelled caller stops waiting; a walk in a thread runs to its end.
     """
     if isinstance(items, range):
-        return
+        return True
     if type(items) in (list, tuple) and await _plain_items(items):
-        return
+        return True
     found: tuple[int, _Culprit] | None
     if len(items) > INLINE_ITEMS:
         found = await anyio.to_thread.run_sync(_first_unless_plain, items)
     elif _all_plain(items):
-        return
+        return True
     else:
         try:
             found = _first(items, LOOP_BUDGET)
@@ -338,6 +341,7 @@ async def check_items(items: Sequence[Any], label: str, start: int = 0) -> None:
         what = f"items[{start + index}]"
         culprit.path = what + culprit.path[len(f"items[{index}]") :]  # count from `start`
         raise _error(what, label, items[index], culprit, what)
+    return False
 
 
 async def _plain_items(items: Sequence[Any]) -> bool:

@@ -152,8 +152,9 @@ async def _chunk_results(
     source, length = _iterate(items)
     pool._require_dispatcher()
     name = func_name(func)
+    plain = False  # every item builtin data: chunks are sent as they are (Job.plain)
     if isinstance(items, Sequence):  # all of it, before anything runs
-        await check_items(items, f"{caller}({name})")
+        plain = await check_items(items, f"{caller}({name})")
     if concurrency and chunksize is None:  # an async def: chunks that feed `concurrency`
         chunksize = coroutine_chunksize(concurrency, pool.workers, length)
     sizer = ChunkSizer(pool.workers, chunksize, length)
@@ -189,9 +190,10 @@ async def _chunk_results(
                 if not chunk:
                     break
                 if not isinstance(items, Sequence):  # an iterator: chunk by chunk
-                    await check_items(chunk, f"{caller}({name})", start=taken)
+                    plain = await check_items(chunk, f"{caller}({name})", start=taken)
                 count += 1
                 job = Job(blob, MAP, chunk, f"chunk {count} of {caller}({name})")
+                job.plain = plain and type(chunk) is list
                 job.concurrency = concurrency
                 job.first_item = taken
                 job.count = len(chunk)

@@ -233,6 +233,34 @@ async def test_a_task_of_plain_arguments_is_sent_without_an_outbound_envelope() 
     assert isinstance(sent[3], _envelopes.Outbound)  # a list: may hold arrays
 
 
+@pytest.mark.asyncio
+async def test_map_chunks_of_plain_items_are_sent_as_they_are_others_in_an_envelope() -> None:
+    import numpy as np
+
+    from aiopar import _envelopes
+
+    async with pool_in_mode("off") as pool:
+        dispatcher = dispatcher_of(pool)
+        sent: list[Any] = []
+        hand_over = dispatcher._hand_over
+
+        def spy(fn: Any, *args: Any, jobs: Any) -> Any:
+            sent.append(args[3])  # run_job(slot, func_blob, kind, payload, shm)
+            return hand_over(fn, *args, jobs=jobs)
+
+        dispatcher._hand_over = spy  # type: ignore[method-assign]
+        plain = [1, "two", (3, [4.0]), {"five": None}]
+        assert await pool.amap(workers.identity, plain, chunksize=2) == plain
+        async for _ in pool.imap(workers.identity, iter(["a", "b"]), chunksize=2):
+            pass
+        assert len(sent) == 3
+        arrays = [np.arange(3), np.arange(2)]
+        got = await pool.amap(workers.identity, arrays, chunksize=2)
+        assert [a.tolist() for a in got] == [[0, 1, 2], [0, 1]]
+    assert sent[:3] == [plain[:2], plain[2:], ["a", "b"]]  # checked plain: no envelope
+    assert isinstance(sent[3], _envelopes.Outbound)  # arrays: to shared memory
+
+
 # ── settling: a batch's plain successes in one pass ──────────────────────────────────
 
 
