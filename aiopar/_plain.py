@@ -20,9 +20,19 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-__all__ = ["OverBudget", "plain_arguments", "plain_pickles", "plain_value"]
+__all__ = [
+    "ARGUMENTS_BUDGET",
+    "OverBudget",
+    "plain_arguments",
+    "plain_data_arguments",
+    "plain_pickles",
+    "plain_value",
+]
 
 PLAIN = frozenset({int, float, complex, bool, str, bytes, type(None)})
+#: Bytes of pickle :func:`plain_data_arguments` makes at most (about 0.3 ms of C pickler)
+#: before it leaves the arguments to the walk of ``_checks.py``.
+ARGUMENTS_BUDGET = 1 << 20
 # Scalars the C pickler hands to reducer_override, and reduces harmlessly after.
 _REDUCED = (complex, range)
 
@@ -117,3 +127,14 @@ def plain_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Whether every argument is a plain value (see :func:`plain_value`): a call with
     them needs no walk (the common case of many small tasks)."""
     return all(map(plain_value, (*args, *kwargs.values()) if kwargs else args))
+
+
+def plain_data_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether the arguments of a call are builtin data, containers included (a list of
+    numbers, a dict of strings): told by one pass of the C pickler (:func:`plain_pickles`),
+    within :data:`ARGUMENTS_BUDGET`. Such arguments pickle, hold no TaskRef and no array:
+    the call needs no walk, and they are sent as they are. False past the budget."""
+    try:
+        return plain_pickles((args, kwargs) if kwargs else args, ARGUMENTS_BUDGET)
+    except OverBudget:
+        return False

@@ -29,6 +29,7 @@ from ._envelopes import CALL, dumps
 from ._future import value as future_value
 from ._job import Job, KeptFuture, Link
 from ._options import TaskOptions
+from ._plain import plain_data_arguments
 from ._runner import linking
 from ._waiting import FutureWatcher
 
@@ -324,7 +325,10 @@ def submit(
     plain = plain_arguments(args, kwargs)
     flat = None if plain else _flat_refs(args, kwargs)
     if not plain and flat is None:
-        check_arguments(args, kwargs, label)
+        # Containers: of builtin data only (one pass of the C pickler), or walked.
+        plain = plain_data_arguments(args, kwargs)
+        if not plain:
+            check_arguments(args, kwargs, label)
     job = Job(blob, CALL, None, label)
     job.concurrency = concurrency
     links = linking(dispatcher)

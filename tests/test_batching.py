@@ -213,6 +213,8 @@ def test_a_worker_sends_plain_numbers_back_unwrapped_and_other_results_wrapped()
 
 @pytest.mark.asyncio
 async def test_a_task_of_plain_arguments_is_sent_without_an_outbound_envelope() -> None:
+    import numpy as np
+
     from aiopar import _envelopes
 
     async with pool_in_mode("off") as pool:
@@ -227,10 +229,14 @@ async def test_a_task_of_plain_arguments_is_sent_without_an_outbound_envelope() 
         dispatcher._hand_over = spy  # type: ignore[method-assign]
         assert await pool.submit(workers.add, 2, 3) == 5
         assert await pool.submit(workers.add, pool.submit(workers.add, 1, 1), 3) == 5
-        assert await pool.submit(workers.total, [1, 2]) == 3
+        assert await pool.submit(workers.total, [1, 2], {"three": (3,)}) == 6
+        assert (await pool.submit(workers.identity, np.arange(3))).tolist() == [0, 1, 2]
+        assert await pool.submit(workers.identity, [len]) == [len]
     assert sent[0] == ((2, 3), {})
     assert sent[1] == ((1, 1), {}) and sent[2] == ((2, 3), {})  # resolved: plain too
-    assert isinstance(sent[3], _envelopes.Outbound)  # a list: may hold arrays
+    assert sent[3] == (([1, 2], {"three": (3,)}), {})  # builtin containers: as they are
+    assert isinstance(sent[4], _envelopes.Outbound)  # an array: to shared memory
+    assert isinstance(sent[5], _envelopes.Outbound)  # a function: not builtin data
 
 
 @pytest.mark.asyncio

@@ -12,6 +12,7 @@ import anyio
 import numpy as np
 import pytest
 
+import aiopar
 from aiopar import _checks, _plain
 from aiopar._checks import PLAIN_PIECE, PLAIN_PIECE_BYTES, check_items
 from aiopar._plain import OverBudget, plain_pickles
@@ -143,3 +144,26 @@ def test_what_is_not_plain_is_still_walked_and_refused_by_name(
 ) -> None:
     with pytest.raises(TypeError, match=culprit):
         anyio.run(check_items, items, "amap(f)")
+
+
+@pytest.mark.asyncio
+async def test_a_task_given_containers_of_builtin_data_is_sent_without_a_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The walks (argument check, search for TaskRefs inside containers) took ~7 ms of
+    # the event loop for one submit of a 25,000-int list; one pass of the C pickler
+    # tells builtin data in ~0.1 ms, and such data holds no TaskRef.
+    from aiopar import _tasks
+    from tests import workers
+
+    def walked(*args: Any) -> Any:
+        raise AssertionError("walked")
+
+    rows = [{"id": i, "name": f"row {i}", "tags": ["a", "b"]} for i in range(2_000)]
+    async with aiopar.Pool(1) as pool:
+        monkeypatch.setattr(_tasks, "check_arguments", walked)
+        monkeypatch.setattr(_tasks, "_find_refs", walked)
+        assert await pool.submit(workers.identity, list(range(25_000))) == list(range(25_000))
+        assert await pool.submit(workers.identity, rows) == rows
+        with pytest.raises(AssertionError, match="walked"):  # not builtin data: walked
+            pool.submit(workers.identity, [np.zeros(2)])
