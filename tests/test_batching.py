@@ -40,6 +40,20 @@ def dispatcher_of(pool: aiopar.Pool) -> Dispatcher:
     return dispatcher
 
 
+def payloads_sent(dispatcher: Dispatcher) -> list[Any]:
+    """The list to which the payload of every job ``dispatcher`` sends alone is added
+    (what ``_worker.run_job`` receives: the arguments as they are, or an envelope)."""
+    sent: list[Any] = []
+    hand_over = dispatcher._hand_over
+
+    def spy(fn: Any, *args: Any, jobs: Any) -> Any:
+        sent.append(args[3])  # run_job(slot, func_blob, kind, payload, shm)
+        return hand_over(fn, *args, jobs=jobs)
+
+    dispatcher._hand_over = spy  # type: ignore[method-assign]
+    return sent
+
+
 def outcome(value: Any) -> Any:
     if isinstance(value, BaseException):
         return (type(value).__name__, str(value))
@@ -218,15 +232,7 @@ async def test_a_task_of_plain_arguments_is_sent_without_an_outbound_envelope() 
     from aiopar import _envelopes
 
     async with pool_in_mode("off") as pool:
-        dispatcher = dispatcher_of(pool)
-        sent: list[Any] = []
-        hand_over = dispatcher._hand_over
-
-        def spy(fn: Any, *args: Any, jobs: Any) -> Any:
-            sent.append(args[3])  # run_job(slot, func_blob, kind, payload, shm)
-            return hand_over(fn, *args, jobs=jobs)
-
-        dispatcher._hand_over = spy  # type: ignore[method-assign]
+        sent = payloads_sent(dispatcher_of(pool))
         assert await pool.submit(workers.add, 2, 3) == 5
         assert await pool.submit(workers.add, pool.submit(workers.add, 1, 1), 3) == 5
         assert await pool.submit(workers.total, [1, 2], {"three": (3,)}) == 6
@@ -246,15 +252,7 @@ async def test_map_chunks_of_plain_items_are_sent_as_they_are_others_in_an_envel
     from aiopar import _envelopes
 
     async with pool_in_mode("off") as pool:
-        dispatcher = dispatcher_of(pool)
-        sent: list[Any] = []
-        hand_over = dispatcher._hand_over
-
-        def spy(fn: Any, *args: Any, jobs: Any) -> Any:
-            sent.append(args[3])  # run_job(slot, func_blob, kind, payload, shm)
-            return hand_over(fn, *args, jobs=jobs)
-
-        dispatcher._hand_over = spy  # type: ignore[method-assign]
+        sent = payloads_sent(dispatcher_of(pool))
         plain = [1, "two", (3, [4.0]), {"five": None}]
         assert await pool.amap(workers.identity, plain, chunksize=2) == plain
         async for _ in pool.imap(workers.identity, iter(["a", "b"]), chunksize=2):
