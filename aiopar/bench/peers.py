@@ -25,13 +25,14 @@ import asyncio
 import importlib
 import importlib.util
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 __all__ = [
     "GRAPHS",
+    "Aiomultiprocess",
     "MAPS",
     "SESSIONS",
     "SMALL_TASKS",
@@ -149,13 +150,32 @@ class _Mpire:
         self._pool.terminate()
 
 
-class _Aiomultiprocess:
-    def __init__(self, workers: int) -> None:
+class Aiomultiprocess:
+    """An aiomultiprocess ``Pool`` of ``workers`` processes on an event loop of its own
+    (an :class:`asyncio.Runner`, made with ``loop_factory``), driven from plain code:
+    each call blocks the calling thread while the pool works.
+
+    ``childconcurrency`` and ``loop_initializer`` are the Pool's own options (None:
+    its defaults).
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        childconcurrency: int | None = None,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    ) -> None:
         aiomultiprocess = importlib.import_module("aiomultiprocess")
-        self._runner = asyncio.Runner()
+        self._runner = asyncio.Runner(loop_factory=loop_factory)
+        options: dict[str, Any] = {"processes": workers}
+        if childconcurrency is not None:
+            options["childconcurrency"] = childconcurrency
+        if loop_factory is not None:
+            options["loop_initializer"] = loop_factory
 
         async def start() -> Any:
-            return aiomultiprocess.Pool(processes=workers)  # needs a running loop
+            return aiomultiprocess.Pool(**options)  # needs a running loop, bound to it
 
         try:
             self._pool = self._runner.run(start())
@@ -164,8 +184,18 @@ class _Aiomultiprocess:
             raise
 
     def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[func(item) for item in items]`` in the pool, for a plain ``func``."""
+        return self.map_async(acall, [(func, item) for item in items], star=True)
+
+    def map_async(
+        self, func: Callable[..., Awaitable[Any]], items: Sequence[Any], *, star: bool = False
+    ) -> list[Any]:
+        """``[await func(item) for item in items]`` in the pool (``func(*item)`` with
+        ``star``)."""
+
         async def each() -> list[Any]:
-            return list(await self._pool.starmap(acall, [(func, item) for item in items]))
+            pool = self._pool
+            return list(await (pool.starmap(func, items) if star else pool.map(func, items)))
 
         return self._runner.run(each())
 
@@ -196,7 +226,7 @@ SESSIONS: dict[str, tuple[str, Callable[[int], Any]]] = {
     "ray": ("ray", _Ray),
     "dask": ("distributed", _Dask),
     "mpire": ("mpire", _Mpire),
-    "aiomultiprocess": ("aiomultiprocess", _Aiomultiprocess),
+    "aiomultiprocess": ("aiomultiprocess", Aiomultiprocess),
 }
 """Library name: (the module that must be importable, the session class)."""
 

@@ -15,8 +15,9 @@ after ``crawl_delay_s`` with a page that costs ~10 ms of pure-Python parsing. Th
 
 Every event loop of the workload, in the bench process and in the workers of either
 pool, is uvloop when installed. The parent-side rows run on a private
-:class:`asyncio.Runner` (and aiomultiprocess's pool on another one, the loop it is bound
-to), each driven from the bench's main thread, which blocks while a row runs.
+:class:`asyncio.Runner` (and aiomultiprocess's pool, :class:`..peers.Aiomultiprocess`,
+on another one, the loop it is bound to), each driven from the bench's main thread,
+which blocks while a row runs.
 :func:`client_session`, :func:`fetch_and_parse` and :func:`fetch_and_parse_global`
 run in the workers.
 """
@@ -176,43 +177,6 @@ class _Loop:
             self.runner.close()
 
 
-class _Aiomultiprocess:
-    """aiomultiprocess's Pool mapping :func:`fetch_and_parse_global`, on a loop of its own.
-
-    Blocks the calling thread while it runs a row.
-    """
-
-    def __init__(self, workers: int) -> None:
-        self._module = importlib.import_module("aiomultiprocess")
-        self._runner = asyncio.Runner(loop_factory=_loop_factory())
-        self._pool: Any = None
-        self._workers = workers
-
-    def map(self, urls: Sequence[str]) -> list[Parsed]:
-        async def each() -> list[Parsed]:
-            if self._pool is None:  # bound to the loop it is created on
-                self._pool = self._module.Pool(
-                    processes=self._workers,
-                    childconcurrency=CONCURRENCY,
-                    loop_initializer=_loop_factory(),
-                )
-            return list(await self._pool.map(fetch_and_parse_global, urls))
-
-        return self._runner.run(each())
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self._pool.terminate()
-            await self._pool.join()
-
-        try:
-            if self._pool is not None:
-                self._runner.run(stop())
-        finally:
-            self._runner.close()
-            peers.stop_aiomultiprocess_manager()
-
-
 def _paired(reference: Result, row: Result) -> float | None:
     """Median over rounds of t_reference / t_row, or the ratio of medians."""
     ref, mine = reference.median_s, row.median_s
@@ -287,7 +251,7 @@ def run(bench: Bench) -> list[Result]:
 
     parent = _Loop()
     pools: list[aiopar.Pool] = []  # the pool of the "aiopar" row, made on its first run
-    peer: _Aiomultiprocess | None = None  # made on its first run, if installed
+    peer: peers.Aiomultiprocess | None = None  # made on its first run, if installed
 
     async def in_workers(session: aiohttp.ClientSession) -> list[Parsed]:
         if not pools:
@@ -303,9 +267,13 @@ def run(bench: Bench) -> list[Result]:
 
     def aiomultiprocess_map() -> Sample:
         nonlocal peer
-        if peer is None:
-            peer = _Aiomultiprocess(bench.workers)
-        return _timed_blocking(peer.map, urls)
+        if peer is None:  # every loop of the row uvloop's, as in aiopar's workers
+            factory = _loop_factory()
+            peer = peers.Aiomultiprocess(
+                bench.workers, childconcurrency=CONCURRENCY, loop_factory=factory
+            )
+        pool = peer
+        return _timed_blocking(lambda urls: pool.map_async(fetch_and_parse_global, urls), urls)
 
     def close_peer() -> None:
         if peer is not None:
