@@ -71,9 +71,18 @@ class Settling(DispatchState):
             )
         ):
             return False
+        value, job.value = job.value, None
+        self._deliver(job, elapsed, value)
+        self._release_slot(job)
+        with self._slot_lock:
+            self._breakages_in_a_row = 0
+        self._inflight.discard(job)
+        return True
+
+    def _deliver(self, job: Job, elapsed: float, value: Any) -> None:
+        """Give a successful job its result; its slot is left for the caller to free."""
         job.elapsed = elapsed
         self._note_duration(job)
-        value, job.value = job.value, None
         try:
             job.future.set_result(value)
         except cf.InvalidStateError:  # cancelled by try_cancel() while it ran: dropped
@@ -81,11 +90,6 @@ class Settling(DispatchState):
         # Only now: try_cancel() reads a job without slot or executor future as waiting.
         job.exec_future = None
         job.payload = None
-        self._release_slot(job)
-        with self._slot_lock:
-            self._breakages_in_a_row = 0
-        self._inflight.discard(job)
-        return True
 
     def _settle_batch(self, jobs: list[Job], outcomes: list[tuple[bool, Any]]) -> list[Job]:
         """Deliver the plain successes of a batch in one pass; return the other jobs.
@@ -121,14 +125,7 @@ class Settling(DispatchState):
             except Exception:
                 rest.append(job)  # fails with a ResultLoadError, the long way
                 continue
-            job.elapsed = elapsed
-            self._note_duration(job)
-            try:
-                job.future.set_result(value)
-            except cf.InvalidStateError:  # cancelled by try_cancel() while it ran: dropped
-                pass
-            job.exec_future = None
-            job.payload = None
+            self._deliver(job, elapsed, value)
             delivered.append(job)
         if delivered:
             with self._slot_lock:
